@@ -1,0 +1,787 @@
+"""HASAC for continuous actions: Multi-Agent MuJoCo and continuous-action MPE.
+
+Heterogeneous-Agent Soft Actor-Critic (Liu et al., "Maximum Entropy Heterogeneous-Agent
+Reinforcement Learning", ICLR 2024): a centralised twin soft Q-function on (global state,
+joint action) and one tanh-squashed Gaussian actor per agent, updated one agent after the
+other in a random order against the already-updated agents' new actions (Algorithm 2).
+
+    python hasac_continuous.py --env-id Ant-4x2
+    python hasac_continuous.py --env-id simple_spread_v3 --n-step 20 --policy-lr 5e-4 --q-lr 5e-4
+"""
+
+import os
+import random
+import signal
+import sys
+import time
+from dataclasses import asdict, dataclass
+from typing import NamedTuple, Optional
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torch.optim as optim
+import tyro
+
+
+@dataclass
+class Args:
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """the name of this experiment"""
+    seed: int = 1
+    """seed of the experiment"""
+    torch_deterministic: bool = True
+    """if toggled, `torch.backends.cudnn.deterministic=True`"""
+    cuda: bool = False
+    """if toggled, train on the GPU (an error if none is available)"""
+    track: bool = False
+    """if toggled, this experiment will be tracked with Weights and Biases"""
+    wandb_project_name: str = "hasac"
+    """the wandb's project name"""
+    wandb_entity: Optional[str] = None
+    """the entity (team) of wandb's project"""
+    capture_video: bool = False
+    """whether to record a video of one deterministic evaluation episode (needs working rendering and moviepy)"""
+    save_model: bool = False
+    """whether to save the latest weights to `runs/{run_name}/{exp_name}.cleanrl_model` (at each evaluation, at the end and on Ctrl-C)"""
+
+    # Algorithm specific arguments
+    env_id: str = "Ant-4x2"
+    """the environment id: a MaMuJoCo `Scenario-conf` (e.g. Ant-4x2) or an MPE task (e.g. simple_spread_v3)"""
+    total_timesteps: int = 10_000_000
+    """total environment steps, summed over the parallel envs"""
+    num_envs: int = 20
+    """the number of parallel environments"""
+    buffer_size: int = 1_000_000
+    """the replay memory buffer size (transitions, all envs together)"""
+    gamma: float = 0.99
+    """the discount factor gamma"""
+    tau: float = 0.005
+    """target smoothing coefficient"""
+    batch_size: int = 1000
+    """the batch size of sample from the replay memory"""
+    learning_starts: int = 10_000
+    """env steps of uniform random actions before learning starts"""
+    train_interval: int = 50
+    """loop steps (each `num_envs` env steps) between training phases"""
+    gradient_steps: int = 50
+    """full HASAC updates per training phase"""
+    policy_lr: float = 5e-4
+    """the learning rate of the actors' optimisers"""
+    q_lr: float = 5e-4
+    """the learning rate of the Q network optimiser"""
+    alpha: float = 0.2
+    """the temperature (initial temperature with --autotune)"""
+    autotune: bool = True
+    """automatic tuning of each agent's temperature toward target entropy -dim(A^i)"""
+    alpha_lr: float = 3e-4
+    """the learning rate of the temperature optimisers"""
+    n_step: int = 20
+    """the number of steps of the n-step return"""
+    hidden_dim: int = 256
+    """the width of both hidden layers of the actors and the critic"""
+    share_param: bool = False
+    """if toggled, all agents share one actor (their spaces must be equal)"""
+    fixed_order: bool = False
+    """if toggled, update the agents in the order 1..N instead of a random permutation"""
+    eval_interval: int = 200_000
+    """env steps between deterministic evaluations"""
+    eval_episodes: int = 40
+    """episodes per evaluation"""
+
+    # continuous specific arguments
+    agent_obsk: Optional[int] = None
+    """MaMuJoCo only: observe the K nearest joints (the library's local observations) instead of the full state plus one-hot id"""
+    eval_checkpoint: Optional[str] = None
+    """evaluate (and with --capture-video, record) a saved `.cleanrl_model` instead of training"""
+
+
+# TRY NOT TO MODIFY: environments behind one batched interface
+# reset(seed) -> obs [E, N, obs_dim], state [E, S], avail None
+# step(actions [E, N, act_dim]) -> obs, state, avail, reward [E], terminated [E], truncated [E], info
+PAPER_MAMUJOCO_TASKS = (
+    "Ant-2x4", "Ant-4x2", "Ant-8x1", "HalfCheetah-2x3", "HalfCheetah-3x2", "HalfCheetah-6x1",
+    "Walker2d-2x3", "Walker2d-6x1", "HumanoidStandup-17x1", "ManyAgentSwimmer-10x2",
+)  # fmt: skip
+# the paper's scenario names -> gymnasium_robotics.mamujoco_v1 scenarios
+MAMUJOCO_SCENARIOS = {
+    "Ant": "Ant", "HalfCheetah": "HalfCheetah", "Walker2d": "Walker2d", "Hopper": "Hopper",
+    "Humanoid": "Humanoid", "HumanoidStandup": "HumanoidStandup", "Swimmer": "Swimmer",
+    "Reacher": "Reacher", "Pusher": "Pusher", "ManyAgentSwimmer": "ManySegmentSwimmer",
+    "ManySegmentSwimmer": "ManySegmentSwimmer", "ManyAgentAnt": "ManySegmentAnt",
+    "ManySegmentAnt": "ManySegmentAnt", "CoupledHalfCheetah": "CoupledHalfCheetah",
+}  # fmt: skip
+# The official implementation groups HalfCheetah-3x2's joints non-consecutively; other
+# partitions the library lacks are its joints, in its order, split into consecutive groups.
+OFFICIAL_JOINT_GROUPS = {("HalfCheetah", "3x2"): (("bfoot", "bshin"), ("bthigh", "ffoot"), ("fshin", "fthigh"))}
+MPE_TASKS = ("simple_spread_v3", "simple_reference_v3", "simple_speaker_listener_v4")
+MAMUJOCO_EPISODE_STEPS = 1000
+MPE_EPISODE_STEPS = 25
+
+
+def standardise(x: torch.Tensor) -> torch.Tensor:
+    """Per-sample standardisation over the last dim, as the official MaMuJoCo wrapper does."""
+    return (x - x.mean(-1, keepdim=True)) / x.std(-1, correction=0, keepdim=True)
+
+
+def full_state_observations(state: torch.Tensor, n_agents: int) -> torch.Tensor:
+    """The official MaMuJoCo observation: each agent sees the full state plus its one-hot id.
+
+    state [..., S] -> obs [..., N, S + N]. It is a function of the state, so the replay buffer
+    stores only the state (HumanoidStandup-17x1 would otherwise need N times the memory).
+    """
+    agent_ids = torch.eye(n_agents, dtype=state.dtype, device=state.device).expand(*state.shape[:-1], -1, -1)
+    return standardise(torch.cat([state.unsqueeze(-2).expand(*agent_ids.shape[:-1], -1), agent_ids], -1))
+
+
+def mamujoco_factorization(scenario: str, agent_conf: str):
+    """The library's agent factorisation for `agent_conf`, or one built for a partition it lacks."""
+    from gymnasium_robotics.envs.multiagent_mujoco.obsk import get_parts_and_edges
+
+    try:
+        get_parts_and_edges(scenario, agent_conf)
+        return None  # the library has this partition
+    except Exception:
+        pass
+    try:
+        (joints,), edges, globals_ = get_parts_and_edges(scenario, None)
+    except Exception:
+        raise ValueError(f"{scenario} has no partition {agent_conf!r} (see gymnasium_robotics' MaMuJoCo docs)") from None
+    n_joints = len(joints)
+    groups = OFFICIAL_JOINT_GROUPS.get((scenario, agent_conf))
+    if groups is None:
+        n_agents, joints_per_agent = (int(x) for x in agent_conf.split("x")) if _is_nxk(agent_conf) else (0, 0)
+        if n_agents * joints_per_agent != n_joints:
+            raise ValueError(
+                f"{scenario} has {n_joints} joints: partition {agent_conf!r} is impossible; "
+                f"use NxK with N*K={n_joints} (e.g. {n_joints}x1) or one of the library's own"
+            )
+        by_index = [joints[i : i + joints_per_agent] for i in range(0, n_joints, joints_per_agent)]
+        return {"partition": [tuple(p) for p in by_index], "edges": edges, "globals": globals_}
+    by_label = {joint.label: joint for joint in joints}
+    return {"partition": [tuple(by_label[j] for j in g) for g in groups], "edges": edges, "globals": globals_}
+
+
+def _is_nxk(agent_conf: str) -> bool:
+    parts = agent_conf.split("x")
+    return len(parts) == 2 and all(p.isdigit() and int(p) > 0 for p in parts)
+
+
+def make_pettingzoo_env(env_id: str, agent_obsk: Optional[int], render_mode: Optional[str] = None):
+    """One pettingzoo ParallelEnv for `env_id`; raises ValueError naming the valid ids."""
+    if env_id in MPE_TASKS:
+        if agent_obsk is not None:
+            raise ValueError("--agent-obsk applies to MaMuJoCo only")
+        import importlib
+
+        module = importlib.import_module(f"mpe2.{env_id}")
+        return module.parallel_env(continuous_actions=True, max_cycles=MPE_EPISODE_STEPS, render_mode=render_mode)
+    scenario, _, agent_conf = env_id.partition("-")
+    if scenario not in MAMUJOCO_SCENARIOS or not agent_conf:
+        raise ValueError(
+            f"unknown env id {env_id!r}; valid: {', '.join(PAPER_MAMUJOCO_TASKS + MPE_TASKS)}, "
+            f"or Scenario-NxK with Scenario in {', '.join(MAMUJOCO_SCENARIOS)}"
+        )
+    if agent_obsk is not None and agent_obsk < 0:
+        raise ValueError("--agent-obsk must be >= 0")
+    from gymnasium_robotics import mamujoco_v1
+
+    scenario = MAMUJOCO_SCENARIOS[scenario]
+    return mamujoco_v1.parallel_env(
+        scenario,
+        agent_conf,
+        agent_obsk=1 if agent_obsk is None else agent_obsk,
+        agent_factorization=mamujoco_factorization(scenario, agent_conf),
+        render_mode=render_mode,
+        max_episode_steps=MAMUJOCO_EPISODE_STEPS,
+    )
+
+
+class MultiAgentVecEnv:
+    """`num_envs` pettingzoo parallel envs stepped in turn, padded to the largest agent.
+
+    Team reward: MaMuJoCo's one reward (it hands every agent a copy); in MPE the sum of all
+    agents' rewards, as the official implementation does. Finished envs reset at once; the true final
+    observation and state come back in info["final_obs"] / info["final_state"].
+    """
+
+    def __init__(self, env_id: str, num_envs: int, agent_obsk: Optional[int] = None, render_mode=None):
+        self.envs = [make_pettingzoo_env(env_id, agent_obsk, render_mode) for _ in range(num_envs)]
+        env = self.envs[0]
+        self.agents = env.possible_agents
+        self.num_envs, self.n_agents = num_envs, len(self.agents)
+        self.full_state_obs = env_id not in MPE_TASKS and agent_obsk is None
+        action_spaces = [env.action_space(a) for a in self.agents]
+        self.act_dims = [space.shape[0] for space in action_spaces]
+        self.act_dim = max(self.act_dims)
+        self.action_low = np.zeros((self.n_agents, self.act_dim), np.float32)
+        self.action_high = np.zeros((self.n_agents, self.act_dim), np.float32)
+        for i, space in enumerate(action_spaces):
+            self.action_low[i, : self.act_dims[i]], self.action_high[i, : self.act_dims[i]] = space.low, space.high
+        self.action_mask = np.arange(self.act_dim) < np.array(self.act_dims)[:, None]  # [N, act_dim]
+        env.reset(seed=0)
+        self.state_dim = env.state().shape[0]
+        if self.full_state_obs:
+            self.obs_dims = [self.state_dim + self.n_agents] * self.n_agents
+        else:
+            self.obs_dims = [env.observation_space(a).shape[0] for a in self.agents]
+        self.obs_dim = max(self.obs_dims)
+        self.sum_rewards = env_id in MPE_TASKS
+
+    def _observe(self, env, agent_obs):
+        state = np.asarray(env.state(), np.float32)
+        if self.full_state_obs:
+            state_tensor = torch.from_numpy(state)
+            return full_state_observations(state_tensor, self.n_agents).numpy(), standardise(state_tensor).numpy()
+        obs = np.zeros((self.n_agents, self.obs_dim), np.float32)
+        for i, agent in enumerate(self.agents):
+            obs[i, : self.obs_dims[i]] = agent_obs[agent]
+        return obs, state
+
+    def reset(self, seed: Optional[int] = None):
+        observed = [self._observe(env, env.reset(seed=None if seed is None else seed + i)[0]) for i, env in enumerate(self.envs)]
+        return np.stack([o for o, _ in observed]), np.stack([s for _, s in observed]), None
+
+    def step(self, actions: np.ndarray):
+        obs = np.empty((self.num_envs, self.n_agents, self.obs_dim), np.float32)
+        state = np.empty((self.num_envs, self.state_dim), np.float32)
+        reward = np.empty(self.num_envs, np.float32)
+        terminated, truncated = np.zeros(self.num_envs, bool), np.zeros(self.num_envs, bool)
+        info = {"final_obs": {}, "final_state": {}}
+        for e, env in enumerate(self.envs):
+            agent_actions = {a: actions[e, i, : self.act_dims[i]] for i, a in enumerate(self.agents)}
+            agent_obs, rewards, terms, truncs, _ = env.step(agent_actions)
+            reward[e] = sum(rewards.values()) if self.sum_rewards else rewards[self.agents[0]]
+            obs[e], state[e] = self._observe(env, agent_obs)
+            terminated[e] = any(terms.values())
+            truncated[e] = any(truncs.values()) and not terminated[e]
+            if terminated[e] or truncated[e]:
+                info["final_obs"][e], info["final_state"][e] = obs[e].copy(), state[e].copy()
+                obs[e], state[e] = self._observe(env, env.reset()[0])
+        return obs, state, None, reward, terminated, truncated, info
+
+    def close(self):
+        for env in self.envs:
+            env.close()
+
+
+def make_env(env_id: str, num_envs: int, agent_obsk: Optional[int] = None, render_mode=None) -> MultiAgentVecEnv:
+    return MultiAgentVecEnv(env_id, num_envs, agent_obsk, render_mode)
+
+
+# ALGO LOGIC: initialize agent here:
+LOG_STD_MIN, LOG_STD_MAX = -20, 2
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """x @ weight.T + bias for one layer ([out, in]) or a stack of layers ([K, out, in], x [K, B, in])."""
+    if weight.dim() == 2:
+        return F.linear(x, weight, bias)
+    return torch.baddbmm(bias.unsqueeze(-2), x, weight.transpose(-1, -2))
+
+
+class Actor(nn.Module):
+    """One agent's tanh-squashed Gaussian policy, rescaled to its action bounds.
+
+    MLP: ReLU, then tanh on the last hidden layer; one linear head gives mean and log_std.
+    """
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden_dim: int, action_low, action_high):
+        super().__init__()
+        self.obs_dim, self.act_dim = obs_dim, act_dim
+        self.fc1 = nn.Linear(obs_dim, hidden_dim)
+        self.fc2 = nn.Linear(hidden_dim, hidden_dim)
+        self.fc_head = nn.Linear(hidden_dim, 2 * act_dim)  # [mean, log_std]
+        low, high = torch.as_tensor(action_low, dtype=torch.float32), torch.as_tensor(action_high, dtype=torch.float32)
+        self.register_buffer("action_scale", (high - low) / 2)
+        self.register_buffer("action_bias", (high + low) / 2)
+
+    def weights(self, obs_dim: int, act_dim: int):
+        """This actor's layers zero-padded to (obs_dim, act_dim), for stacking with other agents'."""
+        pad_out = act_dim - self.act_dim
+        head_w, head_b = self.fc_head.weight.view(2, self.act_dim, -1), self.fc_head.bias.view(2, self.act_dim)
+        return (
+            F.pad(self.fc1.weight, (0, obs_dim - self.obs_dim)), self.fc1.bias,
+            self.fc2.weight, self.fc2.bias,
+            F.pad(head_w, (0, 0, 0, pad_out)).reshape(2 * act_dim, -1), F.pad(head_b, (0, pad_out)).reshape(-1),
+            F.pad(self.action_scale, (0, pad_out), value=1.0), F.pad(self.action_bias, (0, pad_out)),
+        )  # fmt: skip
+
+    def forward(self, obs: torch.Tensor, deterministic: bool = False):
+        """obs [..., obs_dim] (padding beyond obs_dim is ignored) -> action [..., act_dim], log_prob [...]."""
+        weights = self.weights(self.obs_dim, self.act_dim)
+        return sample_actions(obs[..., : self.obs_dim], weights, None, deterministic)
+
+
+def stack_actor_weights(actors, policy_of_agent, obs_dim: int, act_dim: int):
+    """All agents' weights stacked on a leading agent dim, so acting for every agent is one
+    batched matmul per layer (a Python loop over agents would run N small matmuls)."""
+    per_agent = [actors[p].weights(obs_dim, act_dim) for p in policy_of_agent]
+    return tuple(torch.stack(layer) for layer in zip(*per_agent))
+
+
+def sample_actions(obs, weights, action_mask=None, deterministic: bool = False):
+    """Squashed-Gaussian actions and their log-probabilities.
+
+    obs [..., obs_dim] with one agent's weights, or [N, B, obs_dim] with stacked weights.
+    Returns action [..., act_dim] in the env's bounds and log_prob [...] with the tanh and
+    rescaling Jacobians; `action_mask` [N, 1, act_dim] zeroes padded dims and drops them
+    from log_prob.
+    """
+    w1, b1, w2, b2, w_head, b_head, action_scale, action_bias = weights
+    hidden = torch.tanh(linear(F.relu(linear(obs, w1, b1)), w2, b2))
+    mean, log_std = linear(hidden, w_head, b_head).chunk(2, -1)
+    if action_scale.dim() == 2:  # stacked: [N, act_dim] -> [N, 1, act_dim]
+        action_scale, action_bias = action_scale.unsqueeze(1), action_bias.unsqueeze(1)
+    if deterministic:
+        pre_tanh, log_prob = mean, torch.zeros_like(mean)
+    else:
+        log_std = torch.clamp(log_std, LOG_STD_MIN, LOG_STD_MAX)
+        noise = torch.randn_like(mean)
+        pre_tanh = mean + log_std.exp() * noise  # reparameterised u ~ N(mean, std)
+        # log N(u) - log|d tanh(u)/du| - log|scale|, with log(1 - tanh(u)^2) in its stable form
+        log_prob = (
+            -0.5 * noise.pow(2) - log_std - 0.5 * np.log(2 * np.pi)
+            - 2 * (np.log(2) - pre_tanh - F.softplus(-2 * pre_tanh)) - torch.log(action_scale)
+        )  # fmt: skip
+    action = torch.tanh(pre_tanh) * action_scale + action_bias
+    if action_mask is not None:
+        action, log_prob = action * action_mask, log_prob * action_mask
+    return action, log_prob.sum(-1)
+
+
+class SoftQNetwork(nn.Module):
+    """Twin soft Q-functions Q_1, Q_2 on (global state, joint action), fused into one network.
+
+    Each layer holds both twins' weights, so one batched matmul evaluates both. Plain MLP
+    (ReLU, ReLU, linear) with PyTorch's default init, as in the official implementation.
+    """
+
+    def __init__(self, state_dim: int, joint_action_dim: int, hidden_dim: int):
+        super().__init__()
+        self.state_dim, self.hidden_dim = state_dim, hidden_dim
+        twins = [[nn.Linear(state_dim + joint_action_dim, hidden_dim), nn.Linear(hidden_dim, hidden_dim), nn.Linear(hidden_dim, 1)] for _ in range(2)]  # fmt: skip
+        self.weights = nn.ParameterList(nn.Parameter(torch.stack([layer.weight.data for layer in layers])) for layers in zip(*twins))  # fmt: skip
+        self.biases = nn.ParameterList(nn.Parameter(torch.stack([layer.bias.data for layer in layers])) for layers in zip(*twins))  # fmt: skip
+
+    def state_features(self, state: torch.Tensor) -> torch.Tensor:
+        """The state's part of both twins' first layer: [B, S] -> [B, 2 * hidden].
+
+        The critic has no normalisation layer, so this is exact and can be computed once per
+        update for all the sequential actor steps, which change only the action part.
+        """
+        w1_state = self.weights[0][:, :, : self.state_dim].reshape(2 * self.hidden_dim, self.state_dim)
+        return F.linear(state, w1_state, self.biases[0].view(-1))
+
+    def q_values(self, state_features: torch.Tensor, joint_action: torch.Tensor) -> torch.Tensor:
+        """[B, 2 * hidden], joint action [B, N * act_dim] -> Q_1, Q_2 as [2, B, 1]."""
+        w1_action = self.weights[0][:, :, self.state_dim :].reshape(2 * self.hidden_dim, -1)
+        hidden = F.relu(state_features + F.linear(joint_action, w1_action))
+        hidden = hidden.view(-1, 2, self.hidden_dim).transpose(0, 1)  # [2, B, hidden]
+        hidden = F.relu(linear(hidden, self.weights[1], self.biases[1]))
+        return linear(hidden, self.weights[2], self.biases[2])
+
+    def forward(self, state: torch.Tensor, joint_action: torch.Tensor) -> torch.Tensor:
+        return self.q_values(self.state_features(state), joint_action)
+
+
+class Batch(NamedTuple):
+    obs: torch.Tensor  # [B, N, obs_dim]
+    state: torch.Tensor  # [B, S]
+    actions: torch.Tensor  # [B, N, act_dim]
+    rewards: torch.Tensor  # [B, 1] n-step discounted reward sum
+    next_obs: torch.Tensor  # [B, N, obs_dim] k <= n steps later
+    next_state: torch.Tensor  # [B, S]
+    terminations: torch.Tensor  # [B, 1] 1 if the episode really ended within the k steps
+    discounts: torch.Tensor  # [B, 1] gamma^k
+
+
+def critic_target(qf_target, batch: Batch, next_actions, next_log_probs, alphas) -> torch.Tensor:
+    """Soft n-step Bellman target y [B, 1] (Eq. 5-6, Algorithm 2).
+
+    next_actions [B, N, act_dim] and next_log_probs [B, N] are fresh samples from the current
+    policies. The entropy term is sum_i alpha^i log pi^i, which matches each actor's loss
+    when temperatures are per agent (the official implementation instead tunes one separate
+    critic temperature on sum_i log pi^i).
+    """
+    next_q = qf_target(batch.next_state, next_actions.flatten(1)).min(0).values  # [B, 1]
+    soft_value = next_q - (next_log_probs * alphas).sum(-1, keepdim=True)
+    return batch.rewards + batch.discounts * (1 - batch.terminations) * soft_value
+
+
+def actor_loss(qf, state_features, joint_action, log_probs, alphas) -> torch.Tensor:
+    """Eq. 10: E[alpha^i log pi^i(a^i|o^i) - min_j Q_j(s, a)] for the agents being updated.
+
+    log_probs [B, G] and alphas [G] of the G agents updated in this step (one, or all with
+    --share-param); joint_action [B, N, act_dim] holds their fresh actions.
+    """
+    min_q = qf.q_values(state_features, joint_action.flatten(1)).min(0).values  # [B, 1]
+    return ((log_probs * alphas).sum(-1) - min_q.squeeze(-1)).mean()
+
+
+def alpha_loss(log_alpha: torch.Tensor, log_probs: torch.Tensor, target_entropy: float) -> torch.Tensor:
+    """Appendix H.1: J(alpha) = E[-alpha (log pi + target entropy)], optimised on log alpha."""
+    return (-log_alpha.exp() * (log_probs.detach() + target_entropy)).mean()
+
+
+@torch.no_grad()
+def soft_update(target: nn.Module, online: nn.Module, tau: float):
+    """Polyak averaging: target <- (1 - tau) target + tau online."""
+    torch._foreach_lerp_(list(target.parameters()), list(online.parameters()), tau)
+
+
+class Learner(NamedTuple):
+    """Everything one update reads and changes."""
+
+    actors: list  # one Actor per policy (one in all with --share-param)
+    policy_of_agent: list  # agent index -> index into actors
+    actor_optimizers: list
+    qf: SoftQNetwork
+    qf_target: SoftQNetwork
+    q_optimizer: optim.Optimizer
+    log_alphas: list  # one scalar tensor per agent
+    alpha_optimizers: Optional[list]  # None: fixed temperature
+    target_entropies: list  # -dim(A^i)
+    action_mask: torch.Tensor  # [N, 1, act_dim]
+
+
+def hasac_update(learner: Learner, batch: Batch, agent_order, tau: float) -> dict:
+    """One full HASAC update: the critic, then each agent in `agent_order` in turn, then the
+    target critic. Returns the losses as tensors (no host sync here)."""
+    actors, qf, mask = learner.actors, learner.qf, learner.action_mask
+    n_agents = len(learner.policy_of_agent)
+    obs_dim, act_dim = batch.obs.shape[-1], batch.actions.shape[-1]
+    alphas = torch.stack(learner.log_alphas).detach().exp()  # [N]
+
+    # Critic: joint soft policy evaluation with fresh next actions (Eq. 5-6)
+    with torch.no_grad():
+        weights = stack_actor_weights(actors, learner.policy_of_agent, obs_dim, act_dim)
+        next_actions, next_log_probs = sample_actions(batch.next_obs.transpose(0, 1), weights, mask)  # [N, B, ...]
+        target = critic_target(learner.qf_target, batch, next_actions.transpose(0, 1), next_log_probs.T, alphas)
+    q_values = qf(batch.state, batch.actions.flatten(1))  # [2, B, 1]
+    qf1_loss, qf2_loss = F.mse_loss(q_values[0], target), F.mse_loss(q_values[1], target)
+    learner.q_optimizer.zero_grad(set_to_none=True)
+    (qf1_loss + qf2_loss).backward()
+    learner.q_optimizer.step()
+
+    # Actors: heterogeneous-agent soft policy improvement, one agent after another (Eq. 10)
+    with torch.no_grad():
+        actions, _ = sample_actions(batch.obs.transpose(0, 1), weights, mask)
+        actions = actions.transpose(0, 1).contiguous()  # [B, N, act_dim]
+        state_features = qf.state_features(batch.state)
+    # with --share-param the one shared actor takes a single step on all agents' actions
+    groups = [list(range(n_agents))] if len(actors) == 1 else [[int(i)] for i in agent_order]
+    qf.requires_grad_(False)
+    actor_losses, alpha_losses, entropies = [], [], []
+    for step, agents in enumerate(groups):
+        actor = actors[learner.policy_of_agent[agents[0]]]
+        new_actions, new_log_probs = actor(batch.obs[:, agents])  # [B, G, act_dim_i], [B, G]
+        joint_action = actions.clone()
+        joint_action[:, agents, : actor.act_dim] = new_actions
+        loss = actor_loss(qf, state_features, joint_action, new_log_probs, alphas[agents])
+        learner.actor_optimizers[learner.policy_of_agent[agents[0]]].zero_grad(set_to_none=True)
+        loss.backward()
+        learner.actor_optimizers[learner.policy_of_agent[agents[0]]].step()
+        actor_losses.append(loss.detach())
+        entropies.append(-new_log_probs.detach().mean())
+        if learner.alpha_optimizers is not None:
+            for g, i in enumerate(agents):
+                temperature_loss = alpha_loss(learner.log_alphas[i], new_log_probs[:, g], learner.target_entropies[i])
+                learner.alpha_optimizers[i].zero_grad(set_to_none=True)
+                temperature_loss.backward()
+                learner.alpha_optimizers[i].step()
+                alpha_losses.append(temperature_loss.detach())
+        if step < len(groups) - 1:  # later agents act against this agent's updated policy
+            with torch.no_grad():
+                resampled, _ = actor(batch.obs[:, agents])
+                actions[:, agents, : actor.act_dim] = resampled
+    qf.requires_grad_(True)
+
+    soft_update(learner.qf_target, qf, tau)
+    return {
+        "qf1_loss": qf1_loss.detach(), "qf2_loss": qf2_loss.detach(), "qf1_values": q_values[0].detach().mean(),
+        "actor_loss": torch.stack(actor_losses).mean(), "alpha_loss": torch.stack(alpha_losses).mean() if alpha_losses else None,
+        "entropy": torch.stack(entropies).mean(), "alphas": alphas,
+    }  # fmt: skip
+
+
+def build_learner(envs: MultiAgentVecEnv, args: Args, device: torch.device) -> Learner:
+    n_policies = 1 if args.share_param else envs.n_agents
+    actors = [
+        Actor(envs.obs_dims[i], envs.act_dims[i], args.hidden_dim, envs.action_low[i, : envs.act_dims[i]], envs.action_high[i, : envs.act_dims[i]]).to(device)
+        for i in range(n_policies)
+    ]  # fmt: skip
+    qf = SoftQNetwork(envs.state_dim, envs.n_agents * envs.act_dim, args.hidden_dim).to(device)
+    qf_target = SoftQNetwork(envs.state_dim, envs.n_agents * envs.act_dim, args.hidden_dim).to(device)
+    qf_target.load_state_dict(qf.state_dict())
+    log_alphas = [torch.full((), float(np.log(args.alpha)), device=device, requires_grad=args.autotune) for _ in range(envs.n_agents)]
+    return Learner(
+        actors=actors,
+        policy_of_agent=[0] * envs.n_agents if args.share_param else list(range(envs.n_agents)),
+        actor_optimizers=[optim.Adam(actor.parameters(), lr=args.policy_lr) for actor in actors],
+        qf=qf,
+        qf_target=qf_target,
+        q_optimizer=optim.Adam(qf.parameters(), lr=args.q_lr),
+        log_alphas=log_alphas,
+        alpha_optimizers=[optim.Adam([log_alpha], lr=args.alpha_lr) for log_alpha in log_alphas] if args.autotune else None,
+        target_entropies=[-float(dim) for dim in envs.act_dims],
+        action_mask=torch.as_tensor(envs.action_mask, device=device).unsqueeze(1),
+    )
+
+
+@torch.no_grad()
+def act(learner: Learner, obs: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
+    """obs [E, N, obs_dim] -> actions [E, N, act_dim] from every agent's policy at once."""
+    weights = stack_actor_weights(learner.actors, learner.policy_of_agent, obs.shape[-1], learner.action_mask.shape[-1])
+    actions, _ = sample_actions(obs.transpose(0, 1), weights, learner.action_mask, deterministic)
+    return actions.transpose(0, 1)
+
+
+def evaluate(learner: Learner, envs: MultiAgentVecEnv, n_episodes: int, seed: int, device, frames: Optional[list] = None):
+    """Team returns of `n_episodes` episodes with deterministic actions (tanh of the mean).
+    With `frames`, env 0's first episode is rendered into it."""
+    obs, _, _ = envs.reset(seed=seed)
+    returns, episode_return = [], np.zeros(envs.num_envs)
+    while len(returns) < n_episodes:
+        if frames is not None and not returns:
+            frames.append(envs.envs[0].render())
+        actions = act(learner, torch.as_tensor(obs, device=device), deterministic=True)
+        obs, _, _, reward, terminated, truncated, _ = envs.step(actions.cpu().numpy())
+        episode_return += reward
+        for e in np.flatnonzero(terminated | truncated):
+            returns.append(episode_return[e])
+            episode_return[e] = 0.0
+    return returns[:n_episodes]
+
+
+def save_checkpoint(path: str, learner: Learner, args: Args, global_step: int):
+    torch.save(
+        {
+            "args": asdict(args),
+            "global_step": global_step,
+            "actors": [actor.state_dict() for actor in learner.actors],
+            "qf": learner.qf.state_dict(),
+            "qf_target": learner.qf_target.state_dict(),
+            "log_alphas": torch.stack(learner.log_alphas).detach(),
+        },
+        path + ".tmp",
+    )
+    os.replace(path + ".tmp", path)  # an interrupted save never leaves a truncated checkpoint
+
+
+def load_checkpoint(path: str, device: torch.device):
+    """-> (the run's Args, its eval envs factory's arguments, a Learner holding its weights)."""
+    checkpoint = torch.load(path, map_location=device, weights_only=False)
+    saved_args = Args(**checkpoint["args"])
+    envs = make_env(saved_args.env_id, 1, saved_args.agent_obsk)
+    learner = build_learner(envs, saved_args, device)
+    envs.close()
+    for actor, state_dict in zip(learner.actors, checkpoint["actors"]):
+        actor.load_state_dict(state_dict)
+    learner.qf.load_state_dict(checkpoint["qf"])
+    learner.qf_target.load_state_dict(checkpoint["qf_target"])
+    with torch.no_grad():
+        for log_alpha, value in zip(learner.log_alphas, checkpoint["log_alphas"]):
+            log_alpha.copy_(value)
+    return saved_args, learner
+
+
+def check_args(args: Args):
+    """Bad flag combinations end the run with one line naming what is valid."""
+    positive = ("total_timesteps", "num_envs", "buffer_size", "batch_size", "train_interval", "gradient_steps", "n_step", "hidden_dim", "eval_interval", "eval_episodes")  # fmt: skip
+    for name in positive:
+        if getattr(args, name) <= 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    if not 0 < args.tau <= 1 or not 0 <= args.gamma <= 1:
+        raise ValueError("--tau must be in (0, 1] and --gamma in [0, 1]")
+    if args.alpha <= 0:
+        raise ValueError("--alpha must be positive (it is the initial value with --autotune)")
+    if args.buffer_size // args.num_envs <= args.n_step:
+        raise ValueError("--buffer-size / --num-envs must exceed --n-step")
+    if args.cuda and not torch.cuda.is_available():
+        raise ValueError("--cuda was given but torch.cuda.is_available() is False; drop --cuda to train on the CPU")
+
+
+def render_video(frames: list, video_dir: str, fps: int):
+    try:
+        from gymnasium.utils.save_video import save_video
+
+        save_video(frames, video_dir, fps=fps, name_prefix="eval")
+    except ImportError as error:
+        raise SystemExit(f"error: --capture-video needs moviepy ({error}); pip install moviepy") from None
+    print(f"video written to {video_dir}/")
+
+
+if __name__ == "__main__":
+    args = tyro.cli(Args)
+    try:
+        check_args(args)
+        device = torch.device("cuda" if args.cuda else "cpu")
+        if args.eval_checkpoint is None:
+            envs = make_env(args.env_id, args.num_envs, args.agent_obsk)
+            if args.share_param and (len(set(envs.obs_dims)) > 1 or len(set(envs.act_dims)) > 1):
+                raise ValueError(f"--share-param needs equal agent spaces; {args.env_id} has obs dims {envs.obs_dims} and action dims {envs.act_dims}")
+    except ValueError as error:
+        raise SystemExit(f"error: {error}") from None
+
+    # TRY NOT TO MODIFY: seeding
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+
+    if args.eval_checkpoint is not None:
+        try:
+            saved_args, learner = load_checkpoint(args.eval_checkpoint, device)
+        except (OSError, KeyError, RuntimeError, ValueError) as error:
+            raise SystemExit(f"error: cannot load checkpoint {args.eval_checkpoint!r}: {error}") from None
+        render_mode = "rgb_array" if args.capture_video else None
+        eval_envs = make_env(saved_args.env_id, 1 if args.capture_video else min(args.eval_episodes, saved_args.num_envs), saved_args.agent_obsk, render_mode)
+        frames = [] if args.capture_video else None
+        try:
+            returns = evaluate(learner, eval_envs, args.eval_episodes, args.seed, device, frames)
+        except Exception as error:  # rendering needs an OpenGL backend
+            if not args.capture_video:
+                raise
+            raise SystemExit(f"error: rendering failed ({error}); for MuJoCo try MUJOCO_GL=egl or MUJOCO_GL=osmesa") from None
+        print(f"{saved_args.env_id}: eval/episodic_return {np.mean(returns):.2f} +- {np.std(returns):.2f} over {len(returns)} episodes")
+        if frames:
+            render_video(frames, f"videos/{os.path.basename(os.path.dirname(os.path.abspath(args.eval_checkpoint)))}", fps=30)
+        sys.exit(0)
+
+    run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    if args.track:
+        try:
+            import wandb
+        except ImportError:
+            raise SystemExit("error: --track needs wandb; pip install wandb") from None
+        wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, sync_tensorboard=True, config=vars(args), name=run_name, save_code=True)  # fmt: skip
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(f"runs/{run_name}")
+    writer.add_text("hyperparameters", "|param|value|\n|-|-|\n%s" % ("\n".join([f"|{key}|{value}|" for key, value in vars(args).items()])))  # fmt: skip
+    model_path = f"runs/{run_name}/{args.exp_name}.cleanrl_model"
+
+    # ALGO LOGIC: the learner, the replay memory and the evaluation envs
+    learner = build_learner(envs, args, device)
+    n_agents, obs_dim, act_dim = envs.n_agents, envs.obs_dim, envs.act_dim
+    stored_obs_dim = 0 if envs.full_state_obs else n_agents * obs_dim  # full-state observations are rebuilt from the state
+
+    def pack(obs: np.ndarray, state: np.ndarray) -> np.ndarray:  # -> [E, stored_obs_dim + S]
+        return np.concatenate([obs.reshape(len(obs), -1)[:, :stored_obs_dim], state], 1)
+
+    def unpack(flat: torch.Tensor):  # [B, stored_obs_dim + S] -> obs [B, N, obs_dim], state [B, S]
+        state = flat[:, stored_obs_dim:]
+        obs = full_state_observations(state, n_agents) if envs.full_state_obs else flat[:, :stored_obs_dim].view(-1, n_agents, obs_dim)
+        return obs, state
+
+    import gymnasium as gym
+    from stable_baselines3.common.buffers import NStepReplayBuffer  # n-step returns, time limits and the write head
+
+    rb = NStepReplayBuffer(
+        args.buffer_size,
+        gym.spaces.Box(-np.inf, np.inf, (stored_obs_dim + envs.state_dim,), np.float32),
+        gym.spaces.Box(-np.inf, np.inf, (n_agents * act_dim,), np.float32),
+        device,
+        n_envs=args.num_envs,
+        handle_timeout_termination=True,
+        n_steps=args.n_step,
+        gamma=args.gamma,
+    )
+    eval_envs = make_env(args.env_id, min(args.eval_episodes, args.num_envs), args.agent_obsk, "rgb_array" if args.capture_video else None)
+
+    def run_evaluation(global_step: int):
+        frames = [] if args.capture_video else None
+        returns = evaluate(learner, eval_envs, args.eval_episodes, args.seed + 10_000, device, frames)
+        writer.add_scalar("eval/episodic_return", np.mean(returns), global_step)
+        print(f"global_step={global_step}, eval/episodic_return={np.mean(returns):.2f}")
+        if frames:
+            render_video(frames, f"videos/{run_name}/step_{global_step}", fps=30)
+        if args.save_model:
+            save_checkpoint(model_path, learner, args, global_step)
+
+    def stop_on_sigterm(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
+
+    # TRY NOT TO MODIFY: start the game
+    start_time = time.time()
+    obs, state, _ = envs.reset(seed=args.seed)
+    episode_return, episode_length = np.zeros(args.num_envs), np.zeros(args.num_envs, dtype=int)
+    global_step, last_eval = 0, 0
+    try:
+        for iteration in range(1, args.total_timesteps // args.num_envs + 1):
+            # ALGO LOGIC: put action logic here
+            if global_step < args.learning_starts:
+                actions = np.random.uniform(envs.action_low, envs.action_high, (args.num_envs, n_agents, act_dim)).astype(np.float32)
+            else:
+                actions = act(learner, torch.as_tensor(obs, device=device)).cpu().numpy()
+
+            # TRY NOT TO MODIFY: execute the game and log data.
+            next_obs, next_state, _, rewards, terminations, truncations, infos = envs.step(actions)
+            global_step += args.num_envs
+            episode_return += rewards
+            episode_length += 1
+            done = terminations | truncations
+            if done.any():
+                writer.add_scalar("charts/episodic_return", episode_return[done].mean(), global_step)
+                writer.add_scalar("charts/episodic_length", episode_length[done].mean(), global_step)
+                episode_return[done], episode_length[done] = 0.0, 0
+
+            # TRY NOT TO MODIFY: save data to replay buffer; the true final observation where an episode ended
+            real_next_obs, real_next_state = next_obs.copy(), next_state.copy()
+            for e in infos["final_state"]:
+                real_next_obs[e], real_next_state[e] = infos["final_obs"][e], infos["final_state"][e]
+            timeouts = [{"TimeLimit.truncated": bool(t)} for t in truncations]
+            rb.add(pack(obs, state), pack(real_next_obs, real_next_state), actions.reshape(args.num_envs, -1), rewards, done, timeouts)
+            obs, state = next_obs, next_state
+
+            # ALGO LOGIC: training.
+            if global_step > args.learning_starts and iteration % args.train_interval == 0:
+                for _ in range(args.gradient_steps):
+                    data = rb.sample(args.batch_size)
+                    batch_obs, batch_state = unpack(data.observations)
+                    batch_next_obs, batch_next_state = unpack(data.next_observations)
+                    batch = Batch(batch_obs, batch_state, data.actions.view(-1, n_agents, act_dim), data.rewards, batch_next_obs, batch_next_state, data.dones, data.discounts)  # fmt: skip
+                    agent_order = np.arange(n_agents) if args.fixed_order else np.random.permutation(n_agents)
+                    metrics = hasac_update(learner, batch, agent_order, args.tau)
+                    for name in ("qf1_loss", "qf2_loss", "actor_loss", "alpha_loss"):
+                        if metrics[name] is not None and not torch.isfinite(metrics[name]):
+                            raise FloatingPointError(f"losses/{name} is {metrics[name].item()} at global_step={global_step}; stopping instead of training on it (try lower learning rates)")  # fmt: skip
+
+                writer.add_scalar("losses/qf1_values", metrics["qf1_values"].item(), global_step)
+                writer.add_scalar("losses/qf1_loss", metrics["qf1_loss"].item(), global_step)
+                writer.add_scalar("losses/qf2_loss", metrics["qf2_loss"].item(), global_step)
+                writer.add_scalar("losses/actor_loss", metrics["actor_loss"].item(), global_step)
+                writer.add_scalar("losses/entropy", metrics["entropy"].item(), global_step)
+                writer.add_scalar("losses/alpha", metrics["alphas"].mean().item(), global_step)
+                for i, alpha in enumerate(metrics["alphas"].tolist()):
+                    writer.add_scalar(f"losses/alpha/agent_{i}", alpha, global_step)
+                if metrics["alpha_loss"] is not None:
+                    writer.add_scalar("losses/alpha_loss", metrics["alpha_loss"].item(), global_step)
+
+            if global_step // 10_000 > (global_step - args.num_envs) // 10_000:
+                sps = int(global_step / (time.time() - start_time))
+                print(f"global_step={global_step}, SPS={sps}")
+                writer.add_scalar("charts/SPS", sps, global_step)
+            if global_step // args.eval_interval > last_eval // args.eval_interval:
+                run_evaluation(global_step)
+                last_eval = global_step
+        if last_eval != global_step:
+            run_evaluation(global_step)
+    except KeyboardInterrupt:
+        print(f"interrupted at global_step={global_step}")
+        if args.save_model:
+            save_checkpoint(model_path, learner, args, global_step)
+    except FloatingPointError as error:
+        writer.close()
+        raise SystemExit(f"error: {error}") from None
+    finally:
+        envs.close()
+        eval_envs.close()
+        writer.close()
+    if args.save_model:
+        save_checkpoint(model_path, learner, args, global_step)
+        print(f"model saved to {model_path}; evaluate it with: python {os.path.basename(__file__)} --eval-checkpoint {model_path}")
