@@ -9,6 +9,7 @@ other in a random order against the already-updated agents' new actions (Algorit
     python hasac_continuous.py --env-id simple_spread_v3 --n-step 20 --policy-lr 5e-4 --q-lr 5e-4
 """
 
+import math
 import os
 import random
 import signal
@@ -297,8 +298,17 @@ class Actor(nn.Module):
         self.register_buffer("action_scale", (high - low) / 2)
         self.register_buffer("action_bias", (high + low) / 2)
 
-    def weights(self, obs_dim: int, act_dim: int):
-        """This actor's layers zero-padded to (obs_dim, act_dim), for stacking with other agents'."""
+    def layers(self):
+        """(w1, b1, w2, b2, w_head, b_head, action_scale, action_bias), as `sample_actions` takes them."""
+        return (
+            self.fc1.weight, self.fc1.bias, self.fc2.weight, self.fc2.bias,
+            self.fc_head.weight, self.fc_head.bias, self.action_scale, self.action_bias,
+        )  # fmt: skip
+
+    def padded_layers(self, obs_dim: int, act_dim: int):
+        """`layers()` zero-padded to (obs_dim, act_dim), for stacking with other agents'."""
+        if (obs_dim, act_dim) == (self.obs_dim, self.act_dim):
+            return self.layers()
         pad_out = act_dim - self.act_dim
         head_w, head_b = self.fc_head.weight.view(2, self.act_dim, -1), self.fc_head.bias.view(2, self.act_dim)
         return (
@@ -310,21 +320,21 @@ class Actor(nn.Module):
 
     def forward(self, obs: torch.Tensor, deterministic: bool = False):
         """obs [..., obs_dim] (padding beyond obs_dim is ignored) -> action [..., act_dim], log_prob [...]."""
-        weights = self.weights(self.obs_dim, self.act_dim)
-        return sample_actions(obs[..., : self.obs_dim], weights, None, deterministic)
+        return sample_actions(obs[..., : self.obs_dim], self.layers(), None, deterministic)
 
 
 def stack_actor_weights(actors, policy_of_agent, obs_dim: int, act_dim: int):
     """All agents' weights stacked on a leading agent dim, so acting for every agent is one
     batched matmul per layer (a Python loop over agents would run N small matmuls)."""
-    per_agent = [actors[p].weights(obs_dim, act_dim) for p in policy_of_agent]
+    per_agent = [actors[p].padded_layers(obs_dim, act_dim) for p in policy_of_agent]
     return tuple(torch.stack(layer) for layer in zip(*per_agent))
 
 
 def sample_actions(obs, weights, action_mask=None, deterministic: bool = False):
     """Squashed-Gaussian actions and their log-probabilities.
 
-    obs [..., obs_dim] with one agent's weights, or [N, B, obs_dim] with stacked weights.
+    obs [..., obs_dim] with one agent's `Actor.layers()`, or [N, B, obs_dim] with
+    `stack_actor_weights`.
     Returns action [..., act_dim] in the env's bounds and log_prob [...] with the tanh and
     rescaling Jacobians; `action_mask` [N, 1, act_dim] zeroes padded dims and drops them
     from log_prob.
@@ -342,8 +352,8 @@ def sample_actions(obs, weights, action_mask=None, deterministic: bool = False):
         pre_tanh = mean + log_std.exp() * noise  # reparameterised u ~ N(mean, std)
         # log N(u) - log|d tanh(u)/du| - log|scale|, with log(1 - tanh(u)^2) in its stable form
         log_prob = (
-            -0.5 * noise.pow(2) - log_std - 0.5 * np.log(2 * np.pi)
-            - 2 * (np.log(2) - pre_tanh - F.softplus(-2 * pre_tanh)) - torch.log(action_scale)
+            -0.5 * noise.pow(2) - log_std - 0.5 * math.log(2 * math.pi)
+            - 2 * (math.log(2) - pre_tanh - F.softplus(-2 * pre_tanh)) - torch.log(action_scale)
         )  # fmt: skip
     action = torch.tanh(pre_tanh) * action_scale + action_bias
     if action_mask is not None:
@@ -366,19 +376,18 @@ class SoftQNetwork(nn.Module):
         self.biases = nn.ParameterList(nn.Parameter(torch.stack([layer.bias.data for layer in layers])) for layers in zip(*twins))  # fmt: skip
 
     def state_features(self, state: torch.Tensor) -> torch.Tensor:
-        """The state's part of both twins' first layer: [B, S] -> [B, 2 * hidden].
+        """The state's part of both twins' first layer: [B, S] -> [2, B, hidden].
 
         The critic has no normalisation layer, so this is exact and can be computed once per
         update for all the sequential actor steps, which change only the action part.
         """
-        w1_state = self.weights[0][:, :, : self.state_dim].reshape(2 * self.hidden_dim, self.state_dim)
-        return F.linear(state, w1_state, self.biases[0].view(-1))
+        w1_state = self.weights[0][:, :, : self.state_dim]
+        return torch.baddbmm(self.biases[0].unsqueeze(1), state.expand(2, -1, -1), w1_state.transpose(1, 2))
 
     def q_values(self, state_features: torch.Tensor, joint_action: torch.Tensor) -> torch.Tensor:
-        """[B, 2 * hidden], joint action [B, N * act_dim] -> Q_1, Q_2 as [2, B, 1]."""
-        w1_action = self.weights[0][:, :, self.state_dim :].reshape(2 * self.hidden_dim, -1)
-        hidden = F.relu(state_features + F.linear(joint_action, w1_action))
-        hidden = hidden.view(-1, 2, self.hidden_dim).transpose(0, 1)  # [2, B, hidden]
+        """[2, B, hidden], joint action [B, N * act_dim] -> Q_1, Q_2 as [2, B, 1]."""
+        w1_action = self.weights[0][:, :, self.state_dim :]
+        hidden = F.relu(torch.baddbmm(state_features, joint_action.expand(2, -1, -1), w1_action.transpose(1, 2)))
         hidden = F.relu(linear(hidden, self.weights[1], self.biases[1]))
         return linear(hidden, self.weights[2], self.biases[2])
 
@@ -454,11 +463,19 @@ def hasac_update(learner: Learner, batch: Batch, agent_order, tau: float) -> dic
     obs_dim, act_dim = batch.obs.shape[-1], batch.actions.shape[-1]
     alphas = torch.stack(learner.log_alphas).detach().exp()  # [N]
 
-    # Critic: joint soft policy evaluation with fresh next actions (Eq. 5-6)
+    # The current policies' actions at s' (for the critic's target) and at s (for the actor
+    # steps), in one batched call: no actor changes before the actor steps.
     with torch.no_grad():
         weights = stack_actor_weights(actors, learner.policy_of_agent, obs_dim, act_dim)
-        next_actions, next_log_probs = sample_actions(batch.next_obs.transpose(0, 1), weights, mask)  # [N, B, ...]
-        target = critic_target(learner.qf_target, batch, next_actions.transpose(0, 1), next_log_probs.T, alphas)
+        both_obs = torch.cat([batch.next_obs, batch.obs]).transpose(0, 1)  # [N, 2B, obs_dim]
+        both_actions, both_log_probs = sample_actions(both_obs, weights, mask)
+        next_actions, actions = both_actions.transpose(0, 1).split(len(batch.obs))  # [B, N, act_dim] each
+        next_log_probs = both_log_probs.T[: len(batch.obs)]  # [B, N]
+        actions = actions.contiguous()
+
+    # Critic: joint soft policy evaluation with fresh next actions (Eq. 5-6)
+    with torch.no_grad():
+        target = critic_target(learner.qf_target, batch, next_actions, next_log_probs, alphas)
     q_values = qf(batch.state, batch.actions.flatten(1))  # [2, B, 1]
     qf1_loss, qf2_loss = F.mse_loss(q_values[0], target), F.mse_loss(q_values[1], target)
     learner.q_optimizer.zero_grad(set_to_none=True)
@@ -467,26 +484,25 @@ def hasac_update(learner: Learner, batch: Batch, agent_order, tau: float) -> dic
 
     # Actors: heterogeneous-agent soft policy improvement, one agent after another (Eq. 10)
     with torch.no_grad():
-        actions, _ = sample_actions(batch.obs.transpose(0, 1), weights, mask)
-        actions = actions.transpose(0, 1).contiguous()  # [B, N, act_dim]
         state_features = qf.state_features(batch.state)
     # with --share-param the one shared actor takes a single step on all agents' actions
-    groups = [list(range(n_agents))] if len(actors) == 1 else [[int(i)] for i in agent_order]
+    groups = [slice(0, n_agents)] if len(actors) == 1 else [slice(i, i + 1) for i in agent_order]
     qf.requires_grad_(False)
     actor_losses, alpha_losses, entropies = [], [], []
     for step, agents in enumerate(groups):
-        actor = actors[learner.policy_of_agent[agents[0]]]
+        policy = learner.policy_of_agent[agents.start]
+        actor = actors[policy]
         new_actions, new_log_probs = actor(batch.obs[:, agents])  # [B, G, act_dim_i], [B, G]
         joint_action = actions.clone()
         joint_action[:, agents, : actor.act_dim] = new_actions
         loss = actor_loss(qf, state_features, joint_action, new_log_probs, alphas[agents])
-        learner.actor_optimizers[learner.policy_of_agent[agents[0]]].zero_grad(set_to_none=True)
+        learner.actor_optimizers[policy].zero_grad(set_to_none=True)
         loss.backward()
-        learner.actor_optimizers[learner.policy_of_agent[agents[0]]].step()
+        learner.actor_optimizers[policy].step()
         actor_losses.append(loss.detach())
         entropies.append(-new_log_probs.detach().mean())
         if learner.alpha_optimizers is not None:
-            for g, i in enumerate(agents):
+            for g, i in enumerate(range(agents.start, agents.stop)):
                 temperature_loss = alpha_loss(learner.log_alphas[i], new_log_probs[:, g], learner.target_entropies[i])
                 learner.alpha_optimizers[i].zero_grad(set_to_none=True)
                 temperature_loss.backward()
@@ -519,10 +535,10 @@ def build_learner(envs: MultiAgentVecEnv, args: Args, device: torch.device) -> L
     return Learner(
         actors=actors,
         policy_of_agent=[0] * envs.n_agents if args.share_param else list(range(envs.n_agents)),
-        actor_optimizers=[optim.Adam(actor.parameters(), lr=args.policy_lr) for actor in actors],
+        actor_optimizers=[optim.Adam(actor.parameters(), lr=args.policy_lr, fused=True) for actor in actors],
         qf=qf,
         qf_target=qf_target,
-        q_optimizer=optim.Adam(qf.parameters(), lr=args.q_lr),
+        q_optimizer=optim.Adam(qf.parameters(), lr=args.q_lr, fused=True),
         log_alphas=log_alphas,
         alpha_optimizers=[optim.Adam([log_alpha], lr=args.alpha_lr) for log_alpha in log_alphas] if args.autotune else None,
         target_entropies=[-float(dim) for dim in envs.act_dims],

@@ -21,6 +21,12 @@ TASKS=${TASKS:-$ALL_TASKS}
 TOTAL_TIMESTEPS=${TOTAL_TIMESTEPS:-10000000}
 EXTRA_ARGS=${EXTRA_ARGS:-}
 JOBS=${JOBS:-1}
+# Parallel runs share the cores: give each an equal number of threads, since PyTorch's
+# OpenMP threads slow down by an order of magnitude when more of them spin than there are cores.
+if [[ "$JOBS" -gt 1 && -z "${OMP_NUM_THREADS:-}" ]]; then
+    threads=$(( $(nproc) / JOBS ))
+    export OMP_NUM_THREADS=$(( threads > 0 ? threads : 1 ))
+fi
 
 # The official implementation's tuned config per task (ALGORITHM.md, "Reference defaults").
 task_args() {

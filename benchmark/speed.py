@@ -1,0 +1,122 @@
+"""Speed of the HASAC scripts: ms per full update, its achieved GFLOP/s, and env-steps/s.
+
+    python benchmark/speed.py                      # the issue's four tasks, default config
+    python benchmark/speed.py --tasks Ant-4x2 --threads 2 --train-steps 40000
+
+Per task it prints
+- update ms: one full update (critic + every agent's sequential actor step + Polyak), the
+  median of `--repeats` timed updates at the default batch size, on real replay data;
+- GFLOP/s: the update's FLOPs (torch.utils.flop_counter) over its time, and that as a
+  fraction of a plain torch.mm measured in the same process on the same thread count;
+- env-steps/s: a real training run of the script (subprocess), measured between the
+  first `charts/SPS` log after learning starts and the last one, so warm-up is excluded.
+"""
+
+import argparse
+import importlib
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_TASKS = {"hasac_continuous": ["Ant-4x2", "HalfCheetah-6x1", "ManyAgentSwimmer-10x2", "simple_spread_v3"]}
+
+
+def matmul_gflops(threads: int, repeats: int = 200) -> float:
+    """Rate of a plain torch.mm of the update's typical shape ([1000, 256] @ [256, 256])."""
+    a, b = torch.randn(1000, 256), torch.randn(256, 256)
+    for _ in range(20):
+        a @ b
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * 1000 * 256 * 256 * repeats / (time.perf_counter() - start) / 1e9
+
+
+def real_batch(module, args, envs, learner):
+    """A batch of real transitions: a short random rollout through the script's own buffer layout."""
+    obs, state, _ = envs.reset(seed=0)
+    observations, states, actions = [], [], []
+    while len(observations) * envs.num_envs < args.batch_size * 2:
+        action = np.random.uniform(envs.action_low, envs.action_high, (envs.num_envs, envs.n_agents, envs.act_dim)).astype(np.float32)
+        observations.append(obs)
+        states.append(state)
+        actions.append(action)
+        obs, state, *_ = envs.step(action)
+    obs = torch.as_tensor(np.concatenate(observations)[: args.batch_size])
+    state = torch.as_tensor(np.concatenate(states)[: args.batch_size])
+    action = torch.as_tensor(np.concatenate(actions)[: args.batch_size])
+    n = len(obs)
+    return module.Batch(
+        obs, state, action, torch.randn(n, 1), obs.roll(1, 0), state.roll(1, 0),
+        torch.zeros(n, 1), torch.full((n, 1), args.gamma**args.n_step),
+    )  # fmt: skip
+
+
+def time_update(module, task: str, repeats: int):
+    args = module.Args(env_id=task)
+    envs = module.make_env(task, args.num_envs, args.agent_obsk)
+    learner = module.build_learner(envs, args, torch.device("cpu"))
+    batch = real_batch(module, args, envs, learner)
+    envs.close()
+    order = np.arange(envs.n_agents)
+    for _ in range(5):
+        module.hasac_update(learner, batch, np.random.permutation(order), args.tau)
+    with FlopCounterMode(display=False) as counter:
+        module.hasac_update(learner, batch, order, args.tau)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        module.hasac_update(learner, batch, np.random.permutation(order), args.tau)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), counter.get_total_flops(), envs.n_agents
+
+
+def training_sps(script: str, task: str, threads: int, train_steps: int) -> float:
+    """Env-steps/s of a real run after warm-up, from the wall times of its `charts/SPS` logs."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    learning_starts = 10_000
+    with tempfile.TemporaryDirectory() as workdir:
+        command = [sys.executable, os.path.join(ROOT, f"{script}.py"), "--env-id", task, "--total-timesteps", str(learning_starts + train_steps), "--eval-interval", str(10**9), "--eval-episodes", "1"]  # fmt: skip
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+        subprocess.run(command, cwd=workdir, env=env, check=True, stdout=subprocess.DEVNULL)
+        run_dir = os.path.join(workdir, "runs", os.listdir(os.path.join(workdir, "runs"))[0])
+        events = EventAccumulator(run_dir, size_guidance={"scalars": 0})
+        events.Reload()
+        logs = [e for e in events.Scalars("charts/SPS") if e.step > learning_starts]
+    if len(logs) < 2:
+        raise SystemExit(f"error: --train-steps {train_steps} is too short to time {task}; use at least 20000")
+    return (logs[-1].step - logs[0].step) / (logs[-1].wall_time - logs[0].wall_time)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--script", default="hasac_continuous", choices=sorted(DEFAULT_TASKS), help="which script to measure")
+    parser.add_argument("--tasks", nargs="+", help="env ids (default: the script's benchmark set)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads, for the update and the training run")
+    parser.add_argument("--repeats", type=int, default=30, help="timed updates per task")
+    parser.add_argument("--train-steps", type=int, default=30_000, help="env steps of training after warm-up for env-steps/s; 0 skips it")
+    options = parser.parse_args()
+    torch.set_num_threads(options.threads)
+    sys.path.insert(0, ROOT)
+    module = importlib.import_module(options.script)
+    mm_rate = matmul_gflops(options.threads)
+    print(f"{options.script}, {options.threads} threads, torch {torch.__version__}; plain torch.mm: {mm_rate:.0f} GFLOP/s")
+    print(f"{'task':24s} {'agents':>6s} {'update ms':>9s} {'GFLOP':>6s} {'GFLOP/s':>8s} {'of mm':>6s} {'env-steps/s':>11s}")
+    for task in options.tasks or DEFAULT_TASKS[options.script]:
+        seconds, flops, n_agents = time_update(module, task, options.repeats)
+        rate = flops / seconds / 1e9
+        sps = training_sps(options.script, task, options.threads, options.train_steps) if options.train_steps else float("nan")
+        print(f"{task:24s} {n_agents:6d} {seconds * 1e3:9.1f} {flops / 1e9:6.2f} {rate:8.0f} {rate / mm_rate:6.0%} {sps:11.0f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,73 @@
+"""Shared helpers: the repo root on sys.path (the scripts run nothing on import), running a
+script in a subprocess with its own working directory, and reading its TensorBoard scalars."""
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+CONTINUOUS = ROOT / "hasac_continuous.py"
+
+# Tiny budgets that still reach gradient updates: 300 loop steps of 2 envs, updates from
+# global_step 220 on, every 10 loop steps (20 training phases), one 1-episode final evaluation.
+TINY = [
+    "--total-timesteps", "600", "--num-envs", "2", "--learning-starts", "200", "--train-interval", "10",
+    "--gradient-steps", "2", "--batch-size", "64", "--buffer-size", "10000", "--n-step", "5",
+    "--eval-interval", "100000", "--eval-episodes", "1", "--hidden-dim", "64",
+]  # fmt: skip
+# Cheaper still, for "does every env id reach an update": one env, 300 steps, updates from step 110.
+MINI = [
+    "--total-timesteps", "300", "--num-envs", "1", "--learning-starts", "100", "--train-interval", "10",
+    "--gradient-steps", "1", "--batch-size", "32", "--buffer-size", "1000", "--n-step", "3",
+    "--eval-interval", "100000", "--eval-episodes", "1", "--hidden-dim", "32",
+]  # fmt: skip
+
+
+def run_script(cwd: Path, *args: str, script: Path = CONTINUOUS, timeout: int = 300) -> subprocess.CompletedProcess:
+    """`python <script> *args` with `cwd` as working directory (so `runs/` lands there)."""
+    cwd.mkdir(parents=True, exist_ok=True)
+    return subprocess.run(
+        [sys.executable, str(script), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def assert_ok(result: subprocess.CompletedProcess):
+    assert result.returncode == 0, f"exit {result.returncode}\nstdout:\n{result.stdout[-3000:]}\nstderr:\n{result.stderr[-3000:]}"
+
+
+def run_dir(cwd: Path) -> Path:
+    """The single run directory a script wrote under `cwd/runs`."""
+    dirs = sorted(p for p in (cwd / "runs").iterdir() if p.is_dir())
+    assert len(dirs) == 1, f"expected one run dir, found {dirs}"
+    return dirs[0]
+
+
+def read_scalars(path: Path) -> dict:
+    """tag -> [(step, value), ...] for every scalar in a TensorBoard run directory."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(path), size_guidance={"scalars": 0})
+    acc.Reload()
+    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
+def assert_finite_series(scalars: dict, tag: str):
+    assert tag in scalars, f"missing scalar {tag!r}; have {sorted(scalars)}"
+    values = [v for _, v in scalars[tag]]
+    assert values and all(math.isfinite(v) for v in values), f"{tag}: {values}"
+
+
+@pytest.fixture(scope="session")
+def spread_run(tmp_path_factory):
+    """One tiny simple_spread_v3 training run (seed 1, --save-model), shared by the smoke,
+    determinism and checkpoint tests: (cwd, run dir, CompletedProcess)."""
+    cwd = tmp_path_factory.mktemp("spread_seed1")
+    result = run_script(cwd, "--env-id", "simple_spread_v3", "--seed", "1", "--save-model", *TINY)
+    assert_ok(result)
+    return cwd, run_dir(cwd), result
