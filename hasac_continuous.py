@@ -233,8 +233,7 @@ class MultiAgentVecEnv:
     def _observe(self, env, agent_obs):
         state = np.asarray(env.state(), np.float32)
         if self.full_state_obs:
-            state_tensor = torch.from_numpy(state)
-            return full_state_observations(state_tensor, self.n_agents).numpy(), standardise(state_tensor).numpy()
+            return full_state_observations(torch.from_numpy(state), self.n_agents).numpy(), state
         obs = np.zeros((self.n_agents, self.obs_dim), np.float32)
         for i, agent in enumerate(self.agents):
             obs[i, : self.obs_dims[i]] = agent_obs[agent]
@@ -587,7 +586,7 @@ def save_checkpoint(path: str, learner: Learner, args: Args, global_step: int):
 
 
 def load_checkpoint(path: str, device: torch.device):
-    """-> (the run's Args, its eval envs factory's arguments, a Learner holding its weights)."""
+    """-> (the saved run's Args, a Learner holding its weights)."""
     checkpoint = torch.load(path, map_location=device, weights_only=False)
     saved_args = Args(**checkpoint["args"])
     envs = make_env(saved_args.env_id, 1, saved_args.agent_obsk)

@@ -2,17 +2,25 @@
 script in a subprocess with its own working directory, and reading its TensorBoard scalars."""
 
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 CONTINUOUS = ROOT / "hasac_continuous.py"
+
+# The networks here are tiny: torch's intra-op threads only add overhead, and when the CPU is
+# shared (2 cores, other jobs) their spin-waiting made runs 5-10x slower. One thread, here and in
+# the scripts the tests start (an OMP_NUM_THREADS already set is kept).
+torch.set_num_threads(1)
+SUBPROCESS_ENV = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
 
 # Tiny budgets that still reach gradient updates: 300 loop steps of 2 envs, updates from
 # global_step 220 on, every 10 loop steps (20 training phases), one 1-episode final evaluation.
@@ -33,7 +41,7 @@ def run_script(cwd: Path, *args: str, script: Path = CONTINUOUS, timeout: int = 
     """`python <script> *args` with `cwd` as working directory (so `runs/` lands there)."""
     cwd.mkdir(parents=True, exist_ok=True)
     return subprocess.run(
-        [sys.executable, str(script), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
+        [sys.executable, str(script), *args], cwd=cwd, env=SUBPROCESS_ENV, capture_output=True, text=True, timeout=timeout
     )
 
 
@@ -61,6 +69,13 @@ def assert_finite_series(scalars: dict, tag: str):
     assert tag in scalars, f"missing scalar {tag!r}; have {sorted(scalars)}"
     values = [v for _, v in scalars[tag]]
     assert values and all(math.isfinite(v) for v in values), f"{tag}: {values}"
+
+
+@pytest.fixture(autouse=True)
+def _work_in_tmp_path(tmp_path, monkeypatch):
+    """MuJoCo appends its warnings to MUJOCO_LOG.TXT in the working directory: keep that (and
+    anything else a test writes) out of the repository."""
+    monkeypatch.chdir(tmp_path)
 
 
 @pytest.fixture(scope="session")
