@@ -725,7 +725,7 @@ if __name__ == "__main__":
     start_time = time.time()
     obs, state, _ = envs.reset(seed=args.seed)
     episode_return, episode_length = np.zeros(args.num_envs), np.zeros(args.num_envs, dtype=int)
-    global_step, last_eval = 0, 0
+    global_step, last_eval, metrics = 0, 0, None
     try:
         for iteration in range(1, args.total_timesteps // args.num_envs + 1):
             # ALGO LOGIC: put action logic here
@@ -755,6 +755,8 @@ if __name__ == "__main__":
 
             # ALGO LOGIC: training.
             if global_step > args.learning_starts and iteration % args.train_interval == 0:
+                if metrics is None:
+                    print(f"global_step={global_step}, warm-up done: training starts")
                 for _ in range(args.gradient_steps):
                     data = rb.sample(args.batch_size)
                     batch_obs, batch_state = unpack(data.observations)

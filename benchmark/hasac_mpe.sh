@@ -52,7 +52,7 @@ add_commands() {  # $1: the training script; each script's default --exp-name ke
 add_commands hasac_continuous.py
 
 # ---- Discrete actions ----
-# (to come: one add_commands line for the discrete script, which takes the same flags)
+add_commands hasac_discrete.py
 
 if [[ "${DRY_RUN:-0}" == 1 ]]; then
     printf '%s\n' "${commands[@]}"

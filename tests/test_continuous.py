@@ -697,3 +697,50 @@ def test_share_param_on_homogeneous_mamujoco_trains(tmp_path):
     path = run_dir(tmp_path)
     assert_finite_series(read_scalars(path), "losses/qf1_loss")
     assert len(torch.load(path / "hasac_continuous.cleanrl_model", weights_only=False)["actors"]) == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# interruption and non-finite losses
+# ---------------------------------------------------------------------------------------------
+def test_ctrl_c_flushes_logs_and_saves_a_loadable_checkpoint(tmp_path):
+    """SIGINT mid-training: exit 0, TensorBoard scalars on disk, the latest weights loadable."""
+    import signal
+    import subprocess
+    import sys
+
+    from conftest import CONTINUOUS, SUBPROCESS_ENV
+
+    args = ["--env-id", "simple_spread_v3", *TINY, "--total-timesteps", "10000000", "--save-model"]
+    process = subprocess.Popen(
+        [sys.executable, str(CONTINUOUS), *args], cwd=tmp_path, env=SUBPROCESS_ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )  # fmt: skip
+    try:
+        for line in process.stdout:  # block until the run has taken gradient updates
+            if "training starts" in line:
+                break
+        for line in process.stdout:  # and logged a few training phases' losses
+            if "global_step=10000" in line:
+                break
+        process.send_signal(signal.SIGINT)
+        output = process.communicate(timeout=120)[0]
+    finally:
+        process.kill()
+    assert process.returncode == 0, output
+    assert "interrupted at global_step=" in output
+    scalars = read_scalars(run_dir(tmp_path))
+    assert_finite_series(scalars, "losses/qf1_loss")
+    checkpoint = next(run_dir(tmp_path).glob("*.cleanrl_model"))
+    saved_args, learner = hc.load_checkpoint(str(checkpoint), torch.device("cpu"))
+    saved_step = torch.load(checkpoint, weights_only=False)["global_step"]
+    interrupted_step = int(re.search(r"interrupted at global_step=(\d+)", output).group(1))
+    assert saved_args.env_id == "simple_spread_v3" and saved_step == interrupted_step >= 10000
+    assert len(learner.actors) == 3
+
+
+def test_non_finite_loss_stops_the_run_naming_loss_and_step(tmp_path):
+    """An absurd critic learning rate blows the losses up: the run stops with one line."""
+    result = run_script(tmp_path, "--env-id", "simple_spread_v3", *TINY, "--q-lr", "1e30")
+    assert result.returncode != 0
+    message = result.stderr.strip().splitlines()[-1]
+    assert re.fullmatch(r"error: losses/\w+ is (nan|inf|-inf) at global_step=\d+; .*", message), result.stderr[-2000:]
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,926 @@
+"""HASAC for discrete actions: the paper's matrix game, discrete-action MPE and Google Research Football.
+
+Heterogeneous-Agent Soft Actor-Critic (Liu et al., "Maximum Entropy Heterogeneous-Agent
+Reinforcement Learning", ICLR 2024): a centralised twin soft Q-function on (global state,
+one-hot joint action) and one categorical actor per agent, trained with straight-through
+Gumbel-Softmax and updated one agent after the other in a random order against the
+already-updated agents' new actions (Algorithm 2). The matrix game is Section 3.2 / Figure 1.
+
+    python hasac_discrete.py --env-id matrix-game  # seconds: the joint policy escapes from (A, A) to (C, C)
+    python hasac_discrete.py --env-id simple_spread_v3 --n-step 20 --policy-lr 5e-4 --q-lr 5e-4
+    python hasac_discrete.py --env-id academy_3_vs_1_with_keeper  # needs gfootball: see FOOTBALL_INSTALL
+"""
+
+import math
+import os
+import random
+import signal
+import sys
+import time
+from dataclasses import asdict, dataclass
+from typing import NamedTuple, Optional
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torch.optim as optim
+import tyro
+
+
+@dataclass
+class Args:
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """the name of this experiment"""
+    seed: int = 1
+    """seed of the experiment"""
+    torch_deterministic: bool = True
+    """if toggled, `torch.backends.cudnn.deterministic=True`"""
+    cuda: bool = False
+    """if toggled, train on the GPU (an error if none is available)"""
+    track: bool = False
+    """if toggled, this experiment will be tracked with Weights and Biases"""
+    wandb_project_name: str = "hasac"
+    """the wandb's project name"""
+    wandb_entity: Optional[str] = None
+    """the entity (team) of wandb's project"""
+    capture_video: bool = False
+    """whether to record a video of one deterministic evaluation episode (needs working rendering and moviepy)"""
+    save_model: bool = False
+    """whether to save the latest weights to `runs/{run_name}/{exp_name}.cleanrl_model` (at each evaluation, at the end and on Ctrl-C)"""
+
+    # Algorithm specific arguments
+    env_id: str = "simple_spread_v3"
+    """the environment id: `matrix-game`, an MPE task (e.g. simple_spread_v3) or a football academy scenario (e.g. academy_corner)"""
+    total_timesteps: int = 10_000_000
+    """total environment steps, summed over the parallel envs"""
+    num_envs: int = 20
+    """the number of parallel environments"""
+    buffer_size: int = 1_000_000
+    """the replay memory buffer size (transitions, all envs together)"""
+    gamma: float = 0.99
+    """the discount factor gamma"""
+    tau: float = 0.005
+    """target smoothing coefficient"""
+    batch_size: int = 1000
+    """the batch size of sample from the replay memory"""
+    learning_starts: int = 10_000
+    """env steps of uniform random actions before learning starts"""
+    train_interval: int = 50
+    """loop steps (each `num_envs` env steps) between training phases"""
+    gradient_steps: int = 50
+    """full HASAC updates per training phase"""
+    policy_lr: float = 5e-4
+    """the learning rate of the actors' optimisers"""
+    q_lr: float = 5e-4
+    """the learning rate of the Q network optimiser"""
+    alpha: float = 0.2
+    """the temperature (initial temperature with --autotune)"""
+    autotune: bool = True
+    """automatic tuning of each agent's temperature toward target entropy --target-entropy-scale x log|A^i|"""
+    alpha_lr: float = 3e-4
+    """the learning rate of the temperature optimisers"""
+    n_step: int = 20
+    """the number of steps of the n-step return"""
+    hidden_dim: int = 256
+    """the width of both hidden layers of the actors and the critic"""
+    share_param: bool = False
+    """if toggled, all agents share one actor (their spaces must be equal)"""
+    fixed_order: bool = False
+    """if toggled, update the agents in the order 1..N instead of a random permutation"""
+    eval_interval: int = 200_000
+    """env steps between deterministic evaluations"""
+    eval_episodes: int = 40
+    """episodes per evaluation"""
+
+    # discrete specific arguments
+    target_entropy_scale: float = 0.5
+    """with --autotune, each agent's target entropy as a fraction of its maximum entropy log|A^i|, in [0, 1]"""
+    matrix_init_bias: bool = True
+    """matrix-game only: both actors start from the paper's biased policy (0.6, 0.2, 0.2) over (A, B, C)"""
+    eval_checkpoint: Optional[str] = None
+    """evaluate (and with --capture-video, record) a saved `.cleanrl_model` instead of training"""
+
+
+# TRY NOT TO MODIFY: environments behind one batched interface
+# reset(seed) -> obs [E, N, obs_dim], state [E, S], avail [E, N, act_dim] (True: the agent may take it)
+# step(actions [E, N, act_dim] one-hot) -> obs, state, avail, reward [E], terminated [E], truncated [E], info
+MATRIX_GAME = "matrix-game"
+# Section 3.2, Figure 1: rows are agent 1's action, columns agent 2's, in the order A, B, C
+MATRIX_PAYOFF = np.array([[5, -20, -20], [-20, 10, -20], [-20, -20, 20]], np.float32)
+MATRIX_ACTIONS = "ABC"
+MATRIX_INIT_POLICY = (0.6, 0.2, 0.2)  # the paper's start, biased toward the suboptimal equilibrium (A, A)
+# The common defaults (10M steps, 10k warm-up, [256, 256] nets) would take hours on a one-step
+# game; these apply to every flag not given on the command line, and the run takes seconds.
+MATRIX_GAME_DEFAULTS = dict(
+    total_timesteps=6000, num_envs=10, learning_starts=100, buffer_size=1000, train_interval=10,
+    gradient_steps=10, batch_size=128, hidden_dim=64, policy_lr=3e-3, q_lr=3e-3, eval_interval=500, eval_episodes=10,
+)  # fmt: skip
+MPE_TASKS = ("simple_spread_v3", "simple_reference_v3", "simple_speaker_listener_v4")
+MPE_EPISODE_STEPS = 25
+# football academy scenario -> the number of left-team players the agents control (the official setup)
+FOOTBALL_SCENARIOS = {
+    "academy_pass_and_shoot_with_keeper": 2, "academy_run_pass_and_shoot_with_keeper": 2,
+    "academy_3_vs_1_with_keeper": 3, "academy_counterattack_easy": 4, "academy_counterattack_hard": 4,
+    "academy_corner": 11, "academy_single_goal_versus_lazy": 11,
+}  # fmt: skip
+FOOTBALL_INSTALL = (
+    "Google Research Football (gfootball) is not installed; it needs system packages and a compile: "
+    "apt-get install git cmake build-essential libgl1-mesa-dev libsdl2-dev libsdl2-image-dev libsdl2-ttf-dev "
+    "libsdl2-gfx-dev libboost-all-dev libdirectfb-dev libst-dev mesa-utils xvfb x11vnc, then pip install gfootball "
+    "(https://github.com/google-research/football#installation)"
+)
+
+
+class MatrixGameVecEnv:
+    """The paper's single-state cooperative matrix game (Section 3.2, Figure 1), batched over envs.
+
+    Two agents pick A, B or C once; the team reward is MATRIX_PAYOFF of the joint action, and
+    the episode then ends (a real termination: nothing to bootstrap). There is one state, so
+    the observations and the state are a constant 1.
+    """
+
+    def __init__(self, num_envs: int):
+        self.num_envs, self.n_agents = num_envs, 2
+        self.obs_dims, self.act_dims, self.state_dim = [1, 1], [3, 3], 1
+        self.obs_dim, self.act_dim = 1, 3
+        self.action_mask = np.ones((self.n_agents, self.act_dim), bool)  # [N, act_dim]
+
+    def _observe(self):
+        obs = np.ones((self.num_envs, self.n_agents, self.obs_dim), np.float32)
+        avail = np.broadcast_to(self.action_mask, (self.num_envs, self.n_agents, self.act_dim)).copy()
+        return obs, np.ones((self.num_envs, self.state_dim), np.float32), avail
+
+    def reset(self, seed: Optional[int] = None):
+        return self._observe()
+
+    def step(self, actions: np.ndarray):
+        choice = actions.argmax(-1)  # one-hot [E, 2, 3] -> action index [E, 2]
+        reward = MATRIX_PAYOFF[choice[:, 0], choice[:, 1]]
+        obs, state, avail = self._observe()
+        terminated, truncated = np.ones(self.num_envs, bool), np.zeros(self.num_envs, bool)
+        info = {"final_obs": dict(enumerate(obs)), "final_state": dict(enumerate(state)), "scored": {}}
+        return obs, state, avail, reward, terminated, truncated, info
+
+    def close(self):
+        pass
+
+
+class FootballParallelEnv:
+    """One gfootball academy scenario behind the pettingzoo ParallelEnv calls MultiAgentVecEnv makes.
+
+    Each controlled player observes its Simple115 vector. The global state is the paper's: the
+    components all players' Simple115 vectors share, plus the concatenation of the agent-specific
+    part (the one-hot of the player the vector belongs to). Dense rewards (scoring plus
+    checkpoints): gfootball gives every controlled player the same team reward.
+    """
+
+    ACTIVE_PLAYER = slice(97, 108)  # Simple115v2: the one-hot of the player this vector is for
+
+    def __init__(self, scenario: str, render_mode: Optional[str] = None):
+        import gfootball.env as football_env
+
+        self.possible_agents = [f"player_{i}" for i in range(FOOTBALL_SCENARIOS[scenario])]
+        self.env = football_env.create_environment(
+            env_name=scenario,
+            representation="simple115v2",
+            rewards="scoring,checkpoints",
+            number_of_left_players_agent_controls=len(self.possible_agents),
+            stacked=False,
+            render=render_mode is not None,
+            write_goal_dumps=False,
+            write_full_episode_dumps=False,
+        )
+        self.n_actions = int(np.ravel(getattr(self.env.action_space, "nvec", getattr(self.env.action_space, "n", 19)))[0])
+        self.obs = np.zeros((len(self.possible_agents), 115), np.float32)
+        self.episode_score = 0.0
+
+    def action_space(self, agent):
+        import gymnasium as gym
+
+        return gym.spaces.Discrete(self.n_actions)
+
+    def observation_space(self, agent):
+        import gymnasium as gym
+
+        return gym.spaces.Box(-np.inf, np.inf, (self.obs.shape[1],), np.float32)
+
+    def state(self) -> np.ndarray:  # [115 - 11 + 11 * N]
+        common = np.concatenate([self.obs[0, : self.ACTIVE_PLAYER.start], self.obs[0, self.ACTIVE_PLAYER.stop :]])
+        return np.concatenate([common, self.obs[:, self.ACTIVE_PLAYER].ravel()])
+
+    def _agent_dict(self, values):
+        return {agent: values[i] for i, agent in enumerate(self.possible_agents)}
+
+    def reset(self, seed: Optional[int] = None):
+        # gfootball seeds its engine at creation (game_engine_random_seed), not per reset
+        self.obs = np.asarray(self.env.reset(), np.float32).reshape(len(self.possible_agents), -1)
+        self.episode_score = 0.0
+        return self._agent_dict(self.obs), {}
+
+    def step(self, actions: dict):
+        obs, reward, done, info = self.env.step([int(actions[agent]) for agent in self.possible_agents])
+        self.obs = np.asarray(obs, np.float32).reshape(len(self.possible_agents), -1)
+        self.episode_score += float(info.get("score_reward", 0.0))
+        rewards = self._agent_dict(np.broadcast_to(np.asarray(reward, np.float32).ravel(), (len(self.possible_agents),)))
+        # gfootball's `done` does not tell a time-out from a goal or a lost ball; academy
+        # episodes mostly end on one of those, so (as in the official setup) every end terminates
+        infos = self._agent_dict([{"episode_score": self.episode_score}] * len(self.possible_agents))
+        return self._agent_dict(self.obs), rewards, self._agent_dict([bool(done)] * len(self.possible_agents)), self._agent_dict([False] * len(self.possible_agents)), infos
+
+    def render(self):
+        return self.env.render(mode="rgb_array")
+
+    def close(self):
+        self.env.close()
+
+
+def make_pettingzoo_env(env_id: str, render_mode: Optional[str] = None):
+    """One pettingzoo ParallelEnv (or the football adapter) for `env_id`; raises ValueError naming the valid ids."""
+    if env_id in MPE_TASKS:
+        import importlib
+
+        module = importlib.import_module(f"mpe2.{env_id}")
+        return module.parallel_env(continuous_actions=False, max_cycles=MPE_EPISODE_STEPS, render_mode=render_mode)
+    if env_id in FOOTBALL_SCENARIOS:
+        try:
+            import gfootball.env  # noqa: F401
+        except ImportError:
+            raise ValueError(FOOTBALL_INSTALL) from None
+        return FootballParallelEnv(env_id, render_mode)
+    raise ValueError(f"unknown env id {env_id!r}; valid: {', '.join((MATRIX_GAME,) + MPE_TASKS + tuple(FOOTBALL_SCENARIOS))}")
+
+
+class MultiAgentVecEnv:
+    """`num_envs` pettingzoo parallel envs stepped in turn, padded to the largest agent.
+
+    Team reward: in MPE the sum of all agents' rewards, as the official implementation does;
+    football hands every agent a copy of its one team reward. Finished envs reset at once; the
+    true final observation and state come back in info["final_obs"] / info["final_state"], and
+    football's "was there a goal" in info["scored"].
+    """
+
+    def __init__(self, env_id: str, num_envs: int, render_mode=None):
+        self.envs = [make_pettingzoo_env(env_id, render_mode) for _ in range(num_envs)]
+        env = self.envs[0]
+        self.agents = env.possible_agents
+        self.num_envs, self.n_agents = num_envs, len(self.agents)
+        self.act_dims = [int(env.action_space(a).n) for a in self.agents]
+        self.act_dim = max(self.act_dims)
+        # the only unavailable actions are the padding of smaller action sets (speaker-listener)
+        self.action_mask = np.arange(self.act_dim) < np.array(self.act_dims)[:, None]  # [N, act_dim]
+        env.reset(seed=0)
+        self.state_dim = env.state().shape[0]
+        self.obs_dims = [env.observation_space(a).shape[0] for a in self.agents]
+        self.obs_dim = max(self.obs_dims)
+        self.sum_rewards = env_id in MPE_TASKS
+
+    def _observe(self, env, agent_obs):
+        obs = np.zeros((self.n_agents, self.obs_dim), np.float32)
+        for i, agent in enumerate(self.agents):
+            obs[i, : self.obs_dims[i]] = agent_obs[agent]
+        return obs, np.asarray(env.state(), np.float32)
+
+    def _avail(self):
+        return np.broadcast_to(self.action_mask, (self.num_envs, self.n_agents, self.act_dim)).copy()
+
+    def reset(self, seed: Optional[int] = None):
+        observed = [self._observe(env, env.reset(seed=None if seed is None else seed + i)[0]) for i, env in enumerate(self.envs)]
+        return np.stack([o for o, _ in observed]), np.stack([s for _, s in observed]), self._avail()
+
+    def step(self, actions: np.ndarray):
+        obs = np.empty((self.num_envs, self.n_agents, self.obs_dim), np.float32)
+        state = np.empty((self.num_envs, self.state_dim), np.float32)
+        reward = np.empty(self.num_envs, np.float32)
+        terminated, truncated = np.zeros(self.num_envs, bool), np.zeros(self.num_envs, bool)
+        info = {"final_obs": {}, "final_state": {}, "scored": {}}
+        choice = actions.argmax(-1)  # one-hot [E, N, act_dim] -> action index [E, N]
+        for e, env in enumerate(self.envs):
+            agent_actions = {a: int(choice[e, i]) for i, a in enumerate(self.agents)}
+            agent_obs, rewards, terms, truncs, agent_infos = env.step(agent_actions)
+            reward[e] = sum(rewards.values()) if self.sum_rewards else rewards[self.agents[0]]
+            obs[e], state[e] = self._observe(env, agent_obs)
+            terminated[e] = any(terms.values())
+            truncated[e] = any(truncs.values()) and not terminated[e]
+            if terminated[e] or truncated[e]:
+                info["final_obs"][e], info["final_state"][e] = obs[e].copy(), state[e].copy()
+                if "episode_score" in agent_infos.get(self.agents[0], {}):
+                    info["scored"][e] = agent_infos[self.agents[0]]["episode_score"] > 0
+                obs[e], state[e] = self._observe(env, env.reset()[0])
+        return obs, state, self._avail(), reward, terminated, truncated, info
+
+    def close(self):
+        for env in self.envs:
+            env.close()
+
+
+def make_env(env_id: str, num_envs: int, render_mode=None):
+    if env_id == MATRIX_GAME:
+        return MatrixGameVecEnv(num_envs)
+    return MultiAgentVecEnv(env_id, num_envs, render_mode)
+
+
+def random_available_actions(avail: np.ndarray) -> np.ndarray:
+    """Uniform random warm-up actions among the available ones: avail [E, N, A] -> one-hot [E, N, A].
+
+    The argmax of i.i.d. uniform scores is uniform over the entries it may pick from."""
+    scores = np.where(avail, np.random.random(avail.shape), -1.0)
+    return np.eye(avail.shape[-1], dtype=np.float32)[scores.argmax(-1)]
+
+
+# ALGO LOGIC: initialize agent here:
+MASKED_LOGIT = -1e10  # unavailable actions: exp underflows to an exact 0 probability, and no NaN
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """x @ weight.T + bias for one layer ([out, in]) or a stack of layers ([K, out, in], x [K, B, in])."""
+    if weight.dim() == 2:
+        return F.linear(x, weight, bias)
+    return torch.baddbmm(bias.unsqueeze(-2), x, weight.transpose(-1, -2))
+
+
+def layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, feature_mask=None, eps: float = 1e-5) -> torch.Tensor:
+    """LayerNorm over the last dim with one layer's weight [D] or a stack [K, D] (x [K, B, D]).
+
+    `feature_mask` ([D] or [K, D]) leaves zero-padded input features out of the mean and
+    variance, so a padded agent normalises exactly as its own unpadded observation would.
+    """
+    if weight.dim() == 2:  # stacked: [K, D] -> [K, 1, D]
+        weight, bias = weight.unsqueeze(1), bias.unsqueeze(1)
+        feature_mask = None if feature_mask is None else feature_mask.unsqueeze(1)
+    if feature_mask is None:
+        normalised = F.layer_norm(x, x.shape[-1:], eps=eps)
+    else:
+        count = feature_mask.sum(-1, keepdim=True)
+        centred = (x - (x * feature_mask).sum(-1, keepdim=True) / count) * feature_mask
+        normalised = centred * torch.rsqrt(centred.pow(2).sum(-1, keepdim=True) / count + eps)
+    return normalised * weight + bias
+
+
+class Actor(nn.Module):
+    """One agent's categorical policy over its discrete actions (the official discrete actor).
+
+    MLP: LayerNorm on the input features, then Linear-ReLU-LayerNorm twice, then a linear layer
+    to the logits; orthogonal init (gain sqrt(2), the logits layer 0.01: a near-uniform start).
+    """
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden_dim: int):
+        super().__init__()
+        self.obs_dim, self.act_dim = obs_dim, act_dim
+        self.input_norm = nn.LayerNorm(obs_dim)
+        self.fc1, self.norm1 = nn.Linear(obs_dim, hidden_dim), nn.LayerNorm(hidden_dim)
+        self.fc2, self.norm2 = nn.Linear(hidden_dim, hidden_dim), nn.LayerNorm(hidden_dim)
+        self.fc_logits = nn.Linear(hidden_dim, act_dim)
+        for layer, gain in ((self.fc1, math.sqrt(2)), (self.fc2, math.sqrt(2)), (self.fc_logits, 0.01)):
+            nn.init.orthogonal_(layer.weight, gain)
+            nn.init.zeros_(layer.bias)
+        self.register_buffer("obs_mask", torch.ones(obs_dim), persistent=False)
+
+    def init_policy(self, probabilities):
+        """Start from a fixed policy whatever the observation: zero logits weights, bias log p."""
+        with torch.no_grad():
+            self.fc_logits.weight.zero_()
+            self.fc_logits.bias.copy_(torch.log(torch.as_tensor(probabilities, dtype=torch.float32)))
+
+    def layers(self):
+        """(obs_mask, norm0 w, b, w1, b1, norm1 w, b, w2, b2, norm2 w, b, w_logits, b_logits), as `sample_actions` takes them."""
+        return (
+            self.obs_mask, self.input_norm.weight, self.input_norm.bias, self.fc1.weight, self.fc1.bias,
+            self.norm1.weight, self.norm1.bias, self.fc2.weight, self.fc2.bias, self.norm2.weight, self.norm2.bias,
+            self.fc_logits.weight, self.fc_logits.bias,
+        )  # fmt: skip
+
+    def padded_layers(self, obs_dim: int, act_dim: int):
+        """`layers()` zero-padded to (obs_dim, act_dim), for stacking with other agents'.
+        Padded logits are masked out by the action mask."""
+        if (obs_dim, act_dim) == (self.obs_dim, self.act_dim):
+            return self.layers()
+        pad_in, pad_out = (0, obs_dim - self.obs_dim), (0, act_dim - self.act_dim)
+        return (
+            F.pad(self.obs_mask, pad_in), F.pad(self.input_norm.weight, pad_in), F.pad(self.input_norm.bias, pad_in),
+            F.pad(self.fc1.weight, pad_in), self.fc1.bias, self.norm1.weight, self.norm1.bias,
+            self.fc2.weight, self.fc2.bias, self.norm2.weight, self.norm2.bias,
+            F.pad(self.fc_logits.weight, (0, 0, *pad_out)), F.pad(self.fc_logits.bias, pad_out),
+        )  # fmt: skip
+
+    def forward(self, obs: torch.Tensor, deterministic: bool = False):
+        """obs [..., obs_dim] (padding beyond obs_dim is ignored) -> one-hot action [..., act_dim], log_prob [...]."""
+        return sample_actions(obs[..., : self.obs_dim], self.layers(), None, deterministic)
+
+
+def stack_actor_weights(actors, policy_of_agent, obs_dim: int, act_dim: int):
+    """All agents' weights stacked on a leading agent dim, so acting for every agent is one
+    batched matmul per layer (a Python loop over agents would run N small matmuls)."""
+    per_agent = [actors[p].padded_layers(obs_dim, act_dim) for p in policy_of_agent]
+    return tuple(torch.stack(layer) for layer in zip(*per_agent))
+
+
+def masked_logits(obs, weights, action_mask=None) -> torch.Tensor:
+    """obs [..., obs_dim] with one agent's `Actor.layers()`, or [N, B, obs_dim] with
+    `stack_actor_weights` -> logits [..., act_dim], MASKED_LOGIT where `action_mask` is False."""
+    obs_mask, norm0_w, norm0_b, w1, b1, norm1_w, norm1_b, w2, b2, norm2_w, norm2_b, w_logits, b_logits = weights
+    features = layer_norm(obs, norm0_w, norm0_b, obs_mask)
+    hidden = layer_norm(F.relu(linear(features, w1, b1)), norm1_w, norm1_b)
+    hidden = layer_norm(F.relu(linear(hidden, w2, b2)), norm2_w, norm2_b)
+    logits = linear(hidden, w_logits, b_logits)
+    if action_mask is not None:  # masked_fill: the masked logits get no gradient
+        logits = logits.masked_fill(~action_mask, MASKED_LOGIT)
+    return logits
+
+
+def sample_actions(obs, weights, action_mask=None, deterministic: bool = False):
+    """Straight-through Gumbel-Softmax actions and their log-probabilities.
+
+    obs [..., obs_dim] with one agent's `Actor.layers()`, or [N, B, obs_dim] with
+    `stack_actor_weights`; `action_mask` (bool, broadcastable to [N, B, act_dim]) hides
+    unavailable actions. Returns a one-hot action [..., act_dim] and log pi(action) [...].
+    The forward value is an exact categorical sample (Gumbel-max), so rollouts use this too;
+    the gradient is that of the Gumbel-Softmax relaxation (temperature 1). Deterministic:
+    the most probable available action.
+    """
+    logits = masked_logits(obs, weights, action_mask)
+    log_policy = F.log_softmax(logits, -1)  # [..., act_dim]
+    if deterministic:
+        action = F.one_hot(logits.argmax(-1), logits.shape[-1]).to(logits.dtype)
+    else:
+        gumbel_noise = -torch.empty_like(logits).exponential_().log()  # -log(Exp(1)) ~ Gumbel(0, 1)
+        soft = F.softmax(logits + gumbel_noise, -1)
+        hard = F.one_hot(soft.argmax(-1), logits.shape[-1]).to(logits.dtype)
+        action = hard - soft.detach() + soft  # straight-through: one-hot forward, soft gradient
+    return action, (action * log_policy).sum(-1)
+
+
+class SoftQNetwork(nn.Module):
+    """Twin soft Q-functions Q_1, Q_2 on (global state, joint action), fused into one network.
+
+    Each layer holds both twins' weights, so one batched matmul evaluates both. Plain MLP
+    (ReLU, ReLU, linear) with PyTorch's default init, as in the official implementation.
+    """
+
+    def __init__(self, state_dim: int, joint_action_dim: int, hidden_dim: int):
+        super().__init__()
+        self.state_dim, self.hidden_dim = state_dim, hidden_dim
+        twins = [[nn.Linear(state_dim + joint_action_dim, hidden_dim), nn.Linear(hidden_dim, hidden_dim), nn.Linear(hidden_dim, 1)] for _ in range(2)]  # fmt: skip
+        self.weights = nn.ParameterList(nn.Parameter(torch.stack([layer.weight.data for layer in layers])) for layers in zip(*twins))  # fmt: skip
+        self.biases = nn.ParameterList(nn.Parameter(torch.stack([layer.bias.data for layer in layers])) for layers in zip(*twins))  # fmt: skip
+
+    def state_features(self, state: torch.Tensor) -> torch.Tensor:
+        """The state's part of both twins' first layer: [B, S] -> [2, B, hidden].
+
+        The critic has no normalisation layer, so this is exact and can be computed once per
+        update for all the sequential actor steps, which change only the action part.
+        """
+        w1_state = self.weights[0][:, :, : self.state_dim]
+        return torch.baddbmm(self.biases[0].unsqueeze(1), state.expand(2, -1, -1), w1_state.transpose(1, 2))
+
+    def q_values(self, state_features: torch.Tensor, joint_action: torch.Tensor) -> torch.Tensor:
+        """[2, B, hidden], joint action [B, N * act_dim] -> Q_1, Q_2 as [2, B, 1]."""
+        w1_action = self.weights[0][:, :, self.state_dim :]
+        hidden = F.relu(torch.baddbmm(state_features, joint_action.expand(2, -1, -1), w1_action.transpose(1, 2)))
+        hidden = F.relu(linear(hidden, self.weights[1], self.biases[1]))
+        return linear(hidden, self.weights[2], self.biases[2])
+
+    def forward(self, state: torch.Tensor, joint_action: torch.Tensor) -> torch.Tensor:
+        return self.q_values(self.state_features(state), joint_action)
+
+
+class Batch(NamedTuple):
+    obs: torch.Tensor  # [B, N, obs_dim]
+    state: torch.Tensor  # [B, S]
+    actions: torch.Tensor  # [B, N, act_dim]
+    rewards: torch.Tensor  # [B, 1] n-step discounted reward sum
+    next_obs: torch.Tensor  # [B, N, obs_dim] k <= n steps later
+    next_state: torch.Tensor  # [B, S]
+    terminations: torch.Tensor  # [B, 1] 1 if the episode really ended within the k steps
+    discounts: torch.Tensor  # [B, 1] gamma^k
+
+
+def critic_target(qf_target, batch: Batch, next_actions, next_log_probs, alphas) -> torch.Tensor:
+    """Soft n-step Bellman target y [B, 1] (Eq. 5-6, Algorithm 2).
+
+    next_actions [B, N, act_dim] and next_log_probs [B, N] are fresh samples from the current
+    policies. The entropy term is sum_i alpha^i log pi^i, which matches each actor's loss
+    when temperatures are per agent (the official implementation instead tunes one separate
+    critic temperature on sum_i log pi^i).
+    """
+    next_q = qf_target(batch.next_state, next_actions.flatten(1)).min(0).values  # [B, 1]
+    soft_value = next_q - (next_log_probs * alphas).sum(-1, keepdim=True)
+    return batch.rewards + batch.discounts * (1 - batch.terminations) * soft_value
+
+
+def actor_loss(qf, state_features, joint_action, log_probs, alphas) -> torch.Tensor:
+    """Eq. 10: E[alpha^i log pi^i(a^i|o^i) - min_j Q_j(s, a)] for the agents being updated.
+
+    log_probs [B, G] and alphas [G] of the G agents updated in this step (one, or all with
+    --share-param); joint_action [B, N, act_dim] holds their fresh actions.
+    """
+    min_q = qf.q_values(state_features, joint_action.flatten(1)).min(0).values  # [B, 1]
+    return ((log_probs * alphas).sum(-1) - min_q.squeeze(-1)).mean()
+
+
+def alpha_loss(log_alpha: torch.Tensor, log_probs: torch.Tensor, target_entropy: float) -> torch.Tensor:
+    """Appendix H.1: J(alpha) = E[-alpha (log pi + target entropy)], optimised on log alpha."""
+    return (-log_alpha.exp() * (log_probs.detach() + target_entropy)).mean()
+
+
+@torch.no_grad()
+def soft_update(target: nn.Module, online: nn.Module, tau: float):
+    """Polyak averaging: target <- (1 - tau) target + tau online."""
+    torch._foreach_lerp_(list(target.parameters()), list(online.parameters()), tau)
+
+
+class Learner(NamedTuple):
+    """Everything one update reads and changes."""
+
+    actors: list  # one Actor per policy (one in all with --share-param)
+    policy_of_agent: list  # agent index -> index into actors
+    actor_optimizers: list
+    qf: SoftQNetwork
+    qf_target: SoftQNetwork
+    q_optimizer: optim.Optimizer
+    log_alphas: list  # one scalar tensor per agent
+    alpha_optimizers: Optional[list]  # None: fixed temperature
+    target_entropies: list  # target_entropy_scale * log|A^i|
+    action_mask: torch.Tensor  # [N, 1, act_dim]
+
+
+def hasac_update(learner: Learner, batch: Batch, agent_order, tau: float) -> dict:
+    """One full HASAC update: the critic, then each agent in `agent_order` in turn, then the
+    target critic. Returns the losses as tensors (no host sync here)."""
+    actors, qf, mask = learner.actors, learner.qf, learner.action_mask
+    n_agents = len(learner.policy_of_agent)
+    obs_dim, act_dim = batch.obs.shape[-1], batch.actions.shape[-1]
+    alphas = torch.stack(learner.log_alphas).detach().exp()  # [N]
+
+    # The current policies' actions at s' (for the critic's target) and at s (for the actor
+    # steps), in one batched call: no actor changes before the actor steps.
+    with torch.no_grad():
+        weights = stack_actor_weights(actors, learner.policy_of_agent, obs_dim, act_dim)
+        both_obs = torch.cat([batch.next_obs, batch.obs]).transpose(0, 1)  # [N, 2B, obs_dim]
+        both_actions, both_log_probs = sample_actions(both_obs, weights, mask)
+        next_actions, actions = both_actions.transpose(0, 1).split(len(batch.obs))  # [B, N, act_dim] each
+        next_log_probs = both_log_probs.T[: len(batch.obs)]  # [B, N]
+        actions = actions.contiguous()
+
+    # Critic: joint soft policy evaluation with fresh next actions (Eq. 5-6)
+    with torch.no_grad():
+        target = critic_target(learner.qf_target, batch, next_actions, next_log_probs, alphas)
+    q_values = qf(batch.state, batch.actions.flatten(1))  # [2, B, 1]
+    qf1_loss, qf2_loss = F.mse_loss(q_values[0], target), F.mse_loss(q_values[1], target)
+    learner.q_optimizer.zero_grad(set_to_none=True)
+    (qf1_loss + qf2_loss).backward()
+    learner.q_optimizer.step()
+
+    # Actors: heterogeneous-agent soft policy improvement, one agent after another (Eq. 10)
+    with torch.no_grad():
+        state_features = qf.state_features(batch.state)
+    # with --share-param the one shared actor takes a single step on all agents' actions
+    groups = [slice(0, n_agents)] if len(actors) == 1 else [slice(i, i + 1) for i in agent_order]
+    qf.requires_grad_(False)
+    actor_losses, alpha_losses, entropies = [], [], []
+    for step, agents in enumerate(groups):
+        policy = learner.policy_of_agent[agents.start]
+        actor = actors[policy]
+        new_actions, new_log_probs = actor(batch.obs[:, agents])  # [B, G, act_dim_i], [B, G]
+        joint_action = actions.clone()
+        joint_action[:, agents, : actor.act_dim] = new_actions
+        loss = actor_loss(qf, state_features, joint_action, new_log_probs, alphas[agents])
+        learner.actor_optimizers[policy].zero_grad(set_to_none=True)
+        loss.backward()
+        learner.actor_optimizers[policy].step()
+        actor_losses.append(loss.detach())
+        entropies.append(-new_log_probs.detach().mean())
+        if learner.alpha_optimizers is not None:
+            for g, i in enumerate(range(agents.start, agents.stop)):
+                temperature_loss = alpha_loss(learner.log_alphas[i], new_log_probs[:, g], learner.target_entropies[i])
+                learner.alpha_optimizers[i].zero_grad(set_to_none=True)
+                temperature_loss.backward()
+                learner.alpha_optimizers[i].step()
+                alpha_losses.append(temperature_loss.detach())
+        if step < len(groups) - 1:  # later agents act against this agent's updated policy
+            with torch.no_grad():
+                resampled, _ = actor(batch.obs[:, agents])
+                actions[:, agents, : actor.act_dim] = resampled
+    qf.requires_grad_(True)
+
+    soft_update(learner.qf_target, qf, tau)
+    return {
+        "qf1_loss": qf1_loss.detach(), "qf2_loss": qf2_loss.detach(), "qf1_values": q_values[0].detach().mean(),
+        "actor_loss": torch.stack(actor_losses).mean(), "alpha_loss": torch.stack(alpha_losses).mean() if alpha_losses else None,
+        "entropy": torch.stack(entropies).mean(), "alphas": alphas,
+    }  # fmt: skip
+
+
+def build_learner(envs: MultiAgentVecEnv, args: Args, device: torch.device) -> Learner:
+    n_policies = 1 if args.share_param else envs.n_agents
+    actors = [Actor(envs.obs_dims[i], envs.act_dims[i], args.hidden_dim).to(device) for i in range(n_policies)]
+    if args.env_id == MATRIX_GAME and args.matrix_init_bias:  # the paper's biased start (Section 3.2)
+        for actor in actors:
+            actor.init_policy(MATRIX_INIT_POLICY)
+    qf = SoftQNetwork(envs.state_dim, envs.n_agents * envs.act_dim, args.hidden_dim).to(device)
+    qf_target = SoftQNetwork(envs.state_dim, envs.n_agents * envs.act_dim, args.hidden_dim).to(device)
+    qf_target.load_state_dict(qf.state_dict())
+    log_alphas = [torch.full((), float(np.log(args.alpha)), device=device, requires_grad=args.autotune) for _ in range(envs.n_agents)]
+    return Learner(
+        actors=actors,
+        policy_of_agent=[0] * envs.n_agents if args.share_param else list(range(envs.n_agents)),
+        actor_optimizers=[optim.Adam(actor.parameters(), lr=args.policy_lr, fused=True) for actor in actors],
+        qf=qf,
+        qf_target=qf_target,
+        q_optimizer=optim.Adam(qf.parameters(), lr=args.q_lr, fused=True),
+        log_alphas=log_alphas,
+        alpha_optimizers=[optim.Adam([log_alpha], lr=args.alpha_lr) for log_alpha in log_alphas] if args.autotune else None,
+        # Appendix H.1: a fraction of agent i's maximum entropy log|A^i|. The official implementation
+        # computes its discrete target from np.prod(Discrete(n).shape), which is 1 (a Discrete
+        # space's shape is ()), so the target works out to log 1 = 0: every policy with any
+        # entropy then lowers alpha, which decays to zero. This is not copied. The masks here are
+        # fixed per agent (they only hide the padding of smaller action sets), so |A^i| is the
+        # agent's own action count; with masks that vary by state it would be the mean over the
+        # batch of the available actions.
+        target_entropies=[args.target_entropy_scale * math.log(dim) for dim in envs.act_dims],
+        action_mask=torch.as_tensor(envs.action_mask, device=device).unsqueeze(1),
+    )
+
+
+@torch.no_grad()
+def act(learner: Learner, obs: torch.Tensor, deterministic: bool = False, avail: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """obs [E, N, obs_dim], avail [E, N, act_dim] (None: every agent's own actions) -> one-hot
+    actions [E, N, act_dim] from every agent's policy at once."""
+    weights = stack_actor_weights(learner.actors, learner.policy_of_agent, obs.shape[-1], learner.action_mask.shape[-1])
+    mask = learner.action_mask if avail is None else learner.action_mask & avail.transpose(0, 1).bool()  # [N, E, act_dim]
+    actions, _ = sample_actions(obs.transpose(0, 1), weights, mask, deterministic)
+    return actions.transpose(0, 1)
+
+
+@torch.no_grad()
+def matrix_joint_policy(learner: Learner) -> np.ndarray:
+    """The matrix game's learned joint policy pi^1(a^1) pi^2(a^2) as [3, 3] (rows: agent 1's A, B, C)."""
+    obs = torch.ones(2, 1, 1, device=learner.action_mask.device)  # [N, 1, obs_dim]: the one state
+    weights = stack_actor_weights(learner.actors, learner.policy_of_agent, 1, learner.action_mask.shape[-1])
+    policies = F.softmax(masked_logits(obs, weights, learner.action_mask), -1)[:, 0]  # [2, 3]
+    return torch.outer(policies[0], policies[1]).cpu().numpy()
+
+
+def evaluate(learner: Learner, envs: MultiAgentVecEnv, n_episodes: int, seed: int, device, frames: Optional[list] = None):
+    """Team returns of `n_episodes` episodes with deterministic actions (argmax of the available actions).
+    With `frames`, env 0's first episode is rendered into it."""
+    obs, _, avail = envs.reset(seed=seed)
+    returns, episode_return = [], np.zeros(envs.num_envs)
+    while len(returns) < n_episodes:
+        if frames is not None and not returns:
+            frames.append(envs.envs[0].render())
+        actions = act(learner, torch.as_tensor(obs, device=device), deterministic=True, avail=torch.as_tensor(avail, device=device))
+        obs, _, avail, reward, terminated, truncated, _ = envs.step(actions.cpu().numpy())
+        episode_return += reward
+        for e in np.flatnonzero(terminated | truncated):
+            returns.append(episode_return[e])
+            episode_return[e] = 0.0
+    return returns[:n_episodes]
+
+
+def save_checkpoint(path: str, learner: Learner, args: Args, global_step: int):
+    torch.save(
+        {
+            "args": asdict(args),
+            "global_step": global_step,
+            "actors": [actor.state_dict() for actor in learner.actors],
+            "qf": learner.qf.state_dict(),
+            "qf_target": learner.qf_target.state_dict(),
+            "log_alphas": torch.stack(learner.log_alphas).detach(),
+        },
+        path + ".tmp",
+    )
+    os.replace(path + ".tmp", path)  # an interrupted save never leaves a truncated checkpoint
+
+
+def load_checkpoint(path: str, device: torch.device):
+    """-> (the saved run's Args, a Learner holding its weights)."""
+    checkpoint = torch.load(path, map_location=device, weights_only=False)
+    saved_args = Args(**checkpoint["args"])
+    envs = make_env(saved_args.env_id, 1)
+    learner = build_learner(envs, saved_args, device)
+    envs.close()
+    for actor, state_dict in zip(learner.actors, checkpoint["actors"]):
+        actor.load_state_dict(state_dict)
+    learner.qf.load_state_dict(checkpoint["qf"])
+    learner.qf_target.load_state_dict(checkpoint["qf_target"])
+    with torch.no_grad():
+        for log_alpha, value in zip(learner.log_alphas, checkpoint["log_alphas"]):
+            log_alpha.copy_(value)
+    return saved_args, learner
+
+
+def check_args(args: Args):
+    """Bad flag combinations end the run with one line naming what is valid."""
+    positive = ("total_timesteps", "num_envs", "buffer_size", "batch_size", "train_interval", "gradient_steps", "n_step", "hidden_dim", "eval_interval", "eval_episodes")  # fmt: skip
+    for name in positive:
+        if getattr(args, name) <= 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    if not 0 < args.tau <= 1 or not 0 <= args.gamma <= 1:
+        raise ValueError("--tau must be in (0, 1] and --gamma in [0, 1]")
+    if args.alpha <= 0:
+        raise ValueError("--alpha must be positive (it is the initial value with --autotune)")
+    if args.buffer_size // args.num_envs <= args.n_step:
+        raise ValueError("--buffer-size / --num-envs must exceed --n-step")
+    if args.cuda and not torch.cuda.is_available():
+        raise ValueError("--cuda was given but torch.cuda.is_available() is False; drop --cuda to train on the CPU")
+
+
+def render_video(frames: list, video_dir: str, fps: int):
+    try:
+        from gymnasium.utils.save_video import save_video
+
+        save_video(frames, video_dir, fps=fps, name_prefix="eval")
+    except ImportError as error:
+        raise SystemExit(f"error: --capture-video needs moviepy ({error}); pip install moviepy") from None
+    print(f"video written to {video_dir}/")
+
+
+if __name__ == "__main__":
+    args = tyro.cli(Args)
+    if args.env_id == MATRIX_GAME:
+        given = {arg.split("=")[0] for arg in sys.argv[1:]}
+        for name, value in MATRIX_GAME_DEFAULTS.items():
+            if f"--{name.replace('_', '-')}" not in given:
+                setattr(args, name, value)
+    try:
+        check_args(args)
+        device = torch.device("cuda" if args.cuda else "cpu")
+        if args.eval_checkpoint is None:
+            envs = make_env(args.env_id, args.num_envs)
+            if args.share_param and (len(set(envs.obs_dims)) > 1 or len(set(envs.act_dims)) > 1):
+                raise ValueError(f"--share-param needs equal agent spaces; {args.env_id} has obs dims {envs.obs_dims} and action dims {envs.act_dims}")
+            if args.capture_video and args.env_id == MATRIX_GAME:
+                raise ValueError("--capture-video: matrix-game has nothing to render; record an MPE or football env")
+        if not 0 <= args.target_entropy_scale <= 1:
+            raise ValueError(f"--target-entropy-scale must be in [0, 1] (a fraction of the maximum entropy), got {args.target_entropy_scale}")
+    except ValueError as error:
+        raise SystemExit(f"error: {error}") from None
+
+    # TRY NOT TO MODIFY: seeding
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+
+    if args.eval_checkpoint is not None:
+        try:
+            saved_args, learner = load_checkpoint(args.eval_checkpoint, device)
+        except (OSError, KeyError, RuntimeError, ValueError) as error:
+            raise SystemExit(f"error: cannot load checkpoint {args.eval_checkpoint!r}: {error}") from None
+        render_mode = "rgb_array" if args.capture_video else None
+        eval_envs = make_env(saved_args.env_id, 1 if args.capture_video else min(args.eval_episodes, saved_args.num_envs), render_mode)
+        frames = [] if args.capture_video else None
+        try:
+            returns = evaluate(learner, eval_envs, args.eval_episodes, args.seed, device, frames)
+        except Exception as error:  # rendering needs an OpenGL backend
+            if not args.capture_video:
+                raise
+            raise SystemExit(f"error: rendering failed ({error}); for MuJoCo try MUJOCO_GL=egl or MUJOCO_GL=osmesa") from None
+        print(f"{saved_args.env_id}: eval/episodic_return {np.mean(returns):.2f} +- {np.std(returns):.2f} over {len(returns)} episodes")
+        if frames:
+            render_video(frames, f"videos/{os.path.basename(os.path.dirname(os.path.abspath(args.eval_checkpoint)))}", fps=30)
+        sys.exit(0)
+
+    run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    if args.track:
+        try:
+            import wandb
+        except ImportError:
+            raise SystemExit("error: --track needs wandb; pip install wandb") from None
+        wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, sync_tensorboard=True, config=vars(args), name=run_name, save_code=True)  # fmt: skip
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(f"runs/{run_name}")
+    writer.add_text("hyperparameters", "|param|value|\n|-|-|\n%s" % ("\n".join([f"|{key}|{value}|" for key, value in vars(args).items()])))  # fmt: skip
+    model_path = f"runs/{run_name}/{args.exp_name}.cleanrl_model"
+
+    # ALGO LOGIC: the learner, the replay memory and the evaluation envs
+    learner = build_learner(envs, args, device)
+    n_agents, obs_dim, act_dim = envs.n_agents, envs.obs_dim, envs.act_dim
+    stored_obs_dim = n_agents * obs_dim
+
+    def pack(obs: np.ndarray, state: np.ndarray) -> np.ndarray:  # -> [E, stored_obs_dim + S]
+        return np.concatenate([obs.reshape(len(obs), -1), state], 1)
+
+    def unpack(flat: torch.Tensor):  # [B, stored_obs_dim + S] -> obs [B, N, obs_dim], state [B, S]
+        return flat[:, :stored_obs_dim].view(-1, n_agents, obs_dim), flat[:, stored_obs_dim:]
+
+    import gymnasium as gym
+    from stable_baselines3.common.buffers import NStepReplayBuffer  # n-step returns, time limits and the write head
+
+    rb = NStepReplayBuffer(
+        args.buffer_size,
+        gym.spaces.Box(-np.inf, np.inf, (stored_obs_dim + envs.state_dim,), np.float32),
+        gym.spaces.Box(0.0, 1.0, (n_agents * act_dim,), np.float32),  # one-hot joint actions: the critic's input as is
+        device,
+        n_envs=args.num_envs,
+        handle_timeout_termination=True,
+        n_steps=args.n_step,
+        gamma=args.gamma,
+    )
+    eval_envs = make_env(args.env_id, min(args.eval_episodes, args.num_envs), "rgb_array" if args.capture_video else None)
+
+    def run_evaluation(global_step: int):
+        frames = [] if args.capture_video else None
+        returns = evaluate(learner, eval_envs, args.eval_episodes, args.seed + 10_000, device, frames)
+        writer.add_scalar("eval/episodic_return", np.mean(returns), global_step)
+        print(f"global_step={global_step}, eval/episodic_return={np.mean(returns):.2f}")
+        if args.env_id == MATRIX_GAME:  # the escape from (A, A) toward (C, C), Figure 3a
+            joint_policy = matrix_joint_policy(learner)
+            print("  joint policy: " + ", ".join(f"p_{a}{a}={joint_policy[k, k]:.3f}" for k, a in enumerate(MATRIX_ACTIONS)))
+        if frames:
+            render_video(frames, f"videos/{run_name}/step_{global_step}", fps=30)
+        if args.save_model:
+            save_checkpoint(model_path, learner, args, global_step)
+
+    def stop_on_sigterm(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
+
+    # TRY NOT TO MODIFY: start the game
+    start_time = time.time()
+    obs, state, avail = envs.reset(seed=args.seed)
+    episode_return, episode_length = np.zeros(args.num_envs), np.zeros(args.num_envs, dtype=int)
+    global_step, last_eval = 0, 0
+    try:
+        for iteration in range(1, args.total_timesteps // args.num_envs + 1):
+            # ALGO LOGIC: put action logic here
+            if global_step < args.learning_starts:
+                actions = random_available_actions(avail)
+            else:
+                actions = act(learner, torch.as_tensor(obs, device=device), avail=torch.as_tensor(avail, device=device)).cpu().numpy()
+
+            # TRY NOT TO MODIFY: execute the game and log data.
+            next_obs, next_state, next_avail, rewards, terminations, truncations, infos = envs.step(actions)
+            global_step += args.num_envs
+            episode_return += rewards
+            episode_length += 1
+            done = terminations | truncations
+            if done.any():
+                writer.add_scalar("charts/episodic_return", episode_return[done].mean(), global_step)
+                writer.add_scalar("charts/episodic_length", episode_length[done].mean(), global_step)
+                episode_return[done], episode_length[done] = 0.0, 0
+            if infos["scored"]:
+                writer.add_scalar("charts/score_rate", np.mean(list(infos["scored"].values())), global_step)
+
+            # TRY NOT TO MODIFY: save data to replay buffer; the true final observation where an episode ended
+            real_next_obs, real_next_state = next_obs.copy(), next_state.copy()
+            for e in infos["final_state"]:
+                real_next_obs[e], real_next_state[e] = infos["final_obs"][e], infos["final_state"][e]
+            timeouts = [{"TimeLimit.truncated": bool(t)} for t in truncations]
+            rb.add(pack(obs, state), pack(real_next_obs, real_next_state), actions.reshape(args.num_envs, -1), rewards, done, timeouts)
+            obs, state, avail = next_obs, next_state, next_avail
+
+            # ALGO LOGIC: training.
+            if global_step > args.learning_starts and iteration % args.train_interval == 0:
+                for _ in range(args.gradient_steps):
+                    data = rb.sample(args.batch_size)
+                    batch_obs, batch_state = unpack(data.observations)
+                    batch_next_obs, batch_next_state = unpack(data.next_observations)
+                    batch = Batch(batch_obs, batch_state, data.actions.view(-1, n_agents, act_dim), data.rewards, batch_next_obs, batch_next_state, data.dones, data.discounts)  # fmt: skip
+                    agent_order = np.arange(n_agents) if args.fixed_order else np.random.permutation(n_agents)
+                    metrics = hasac_update(learner, batch, agent_order, args.tau)
+                    for name in ("qf1_loss", "qf2_loss", "actor_loss", "alpha_loss"):
+                        if metrics[name] is not None and not torch.isfinite(metrics[name]):
+                            raise FloatingPointError(f"losses/{name} is {metrics[name].item()} at global_step={global_step}; stopping instead of training on it (try lower learning rates)")  # fmt: skip
+
+                writer.add_scalar("losses/qf1_values", metrics["qf1_values"].item(), global_step)
+                writer.add_scalar("losses/qf1_loss", metrics["qf1_loss"].item(), global_step)
+                writer.add_scalar("losses/qf2_loss", metrics["qf2_loss"].item(), global_step)
+                writer.add_scalar("losses/actor_loss", metrics["actor_loss"].item(), global_step)
+                writer.add_scalar("losses/entropy", metrics["entropy"].item(), global_step)
+                writer.add_scalar("losses/alpha", metrics["alphas"].mean().item(), global_step)
+                for i, alpha in enumerate(metrics["alphas"].tolist()):
+                    writer.add_scalar(f"losses/alpha/agent_{i}", alpha, global_step)
+                if metrics["alpha_loss"] is not None:
+                    writer.add_scalar("losses/alpha_loss", metrics["alpha_loss"].item(), global_step)
+                if args.env_id == MATRIX_GAME:  # the escape from (A, A) toward (C, C), Figure 3a
+                    joint_policy = matrix_joint_policy(learner)
+                    for k, a in enumerate(MATRIX_ACTIONS):
+                        writer.add_scalar(f"charts/p_{a}{a}", joint_policy[k, k], global_step)
+
+            if global_step // 10_000 > (global_step - args.num_envs) // 10_000:
+                sps = int(global_step / (time.time() - start_time))
+                print(f"global_step={global_step}, SPS={sps}")
+                writer.add_scalar("charts/SPS", sps, global_step)
+            if global_step // args.eval_interval > last_eval // args.eval_interval:
+                run_evaluation(global_step)
+                last_eval = global_step
+        if last_eval != global_step:
+            run_evaluation(global_step)
+    except KeyboardInterrupt:
+        print(f"interrupted at global_step={global_step}")
+        if args.save_model:
+            save_checkpoint(model_path, learner, args, global_step)
+    except FloatingPointError as error:
+        writer.close()
+        raise SystemExit(f"error: {error}") from None
+    finally:
+        envs.close()
+        eval_envs.close()
+        writer.close()
+    if args.save_model:
+        save_checkpoint(model_path, learner, args, global_step)
+        print(f"model saved to {model_path}; evaluate it with: python {os.path.basename(__file__)} --eval-checkpoint {model_path}")

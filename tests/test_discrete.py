@@ -1,0 +1,366 @@
+"""Tests for hasac_discrete.py: smoke runs on the matrix game and real discrete MPE envs, the
+escape from (A, A) to (C, C) on the matrix game, parity of the shared pieces with
+hasac_continuous.py, straight-through Gumbel-Softmax against an independent float64
+computation with the same noise, action masks, target entropies, checkpoints and bad input."""
+
+import copy
+import importlib
+import inspect
+import math
+import re
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import MINI, ROOT, TINY, assert_finite_series, assert_ok, read_scalars, run_dir, run_script
+
+DISCRETE = ROOT / "hasac_discrete.py"
+hd = importlib.import_module("hasac_discrete")
+hc = importlib.import_module("hasac_continuous")
+
+LOSS_TAGS = [
+    "losses/qf1_loss", "losses/qf2_loss", "losses/qf1_values", "losses/actor_loss", "losses/alpha",
+    "losses/alpha/agent_0", "losses/alpha_loss", "losses/entropy",
+]  # fmt: skip
+# TINY: 300 loop steps of 2 envs; updates where global_step > 200 and loop step % 10 == 0
+TINY_UPDATE_STEPS = list(range(220, 601, 20))
+MATRIX_PROBABILITY_TAGS = ["charts/p_AA", "charts/p_BB", "charts/p_CC"]
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. smoke runs
+# ---------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def matrix_run(tmp_path_factory):
+    cwd = tmp_path_factory.mktemp("matrix")
+    result = run_script(cwd, "--env-id", "matrix-game", "--save-model", *TINY, script=DISCRETE)
+    assert_ok(result)
+    return cwd, run_dir(cwd), result
+
+
+def test_smoke_matrix_game(matrix_run):
+    _, path, result = matrix_run
+    scalars = read_scalars(path)
+    for tag in LOSS_TAGS + MATRIX_PROBABILITY_TAGS + ["losses/alpha/agent_1", "charts/episodic_return", "eval/episodic_return"]:
+        assert_finite_series(scalars, tag)
+    assert "losses/alpha/agent_2" not in scalars
+    assert [s for s, _ in scalars["losses/qf1_loss"]] == TINY_UPDATE_STEPS
+    assert [s for s, _ in scalars["charts/p_CC"]] == TINY_UPDATE_STEPS  # once per training phase
+    for step in TINY_UPDATE_STEPS:  # diagonal of a product of two distributions
+        diagonal = [dict(scalars[tag])[step] for tag in MATRIX_PROBABILITY_TAGS]
+        assert all(0 <= p <= 1 for p in diagonal) and sum(diagonal) <= 1 + 1e-6
+    assert all(v == 1 for _, v in scalars["charts/episodic_length"])  # one-step episodes
+    assert {v for _, v in scalars["charts/episodic_return"]} <= {5, 10, 20, -20, -7.5, -5, 0, -2.5, 15, 12.5, 7.5}
+    assert scalars["eval/episodic_return"][-1][1] in (5, 10, 20, -20)  # greedy actions: one joint action
+    assert "charts/score_rate" not in scalars
+
+
+def test_smoke_simple_spread(tmp_path):
+    result = run_script(tmp_path, "--env-id", "simple_spread_v3", *TINY, script=DISCRETE)
+    assert_ok(result)
+    scalars = read_scalars(run_dir(tmp_path))
+    for tag in LOSS_TAGS + ["charts/episodic_return", "charts/episodic_length", "eval/episodic_return"]:
+        assert_finite_series(scalars, tag)
+    assert [s for s, _ in scalars["losses/qf1_loss"]] == TINY_UPDATE_STEPS
+    assert all(v == 25 for _, v in scalars["charts/episodic_length"])
+    first, last = scalars["losses/alpha"][0][1], scalars["losses/alpha"][-1][1]
+    assert first == pytest.approx(0.2, rel=1e-3) and last != first  # autotune moves the temperatures
+    assert not any(tag.startswith("charts/p_") for tag in scalars)
+    assert re.search(r"global_step=600, eval/episodic_return=-?\d+\.\d+", result.stdout)
+
+
+@pytest.mark.parametrize("env_id", ["simple_reference_v3", "simple_speaker_listener_v4"])
+def test_other_mpe_tasks_train(tmp_path, env_id):
+    result = run_script(tmp_path, "--env-id", env_id, *MINI, script=DISCRETE)
+    assert_ok(result)
+    scalars = read_scalars(run_dir(tmp_path))
+    for tag in ("losses/qf1_loss", "losses/actor_loss", "eval/episodic_return"):
+        assert_finite_series(scalars, tag)
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. the matrix game: from the biased start to (C, C)
+# ---------------------------------------------------------------------------------------------
+def _matrix_learner(alpha, seed, hidden_dim=64, lr=3e-3):
+    envs = hd.make_env("matrix-game", 1)
+    torch.manual_seed(seed)
+    args = hd.Args(env_id="matrix-game", hidden_dim=hidden_dim, autotune=False, alpha=alpha, policy_lr=lr, q_lr=lr)
+    return hd.build_learner(envs, args, torch.device("cpu"))
+
+
+def _uniform_matrix_batch(batch_size, generator):
+    """One-step transitions of uniformly random joint actions with their payoffs."""
+    choice = torch.randint(0, 3, (batch_size, 2), generator=generator)
+    ones = torch.ones(batch_size, 2, 1)
+    return hd.Batch(
+        obs=ones, state=torch.ones(batch_size, 1), actions=F.one_hot(choice, 3).float(),
+        rewards=torch.as_tensor(hd.MATRIX_PAYOFF)[choice[:, 0], choice[:, 1]].unsqueeze(-1),
+        next_obs=ones, next_state=torch.ones(batch_size, 1),
+        terminations=torch.ones(batch_size, 1), discounts=torch.full((batch_size, 1), 0.99),
+    )  # fmt: skip
+
+
+def test_biased_start_is_the_papers_policy():
+    learner = _matrix_learner(1.0, 0)
+    np.testing.assert_allclose(hd.matrix_joint_policy(learner), np.outer([0.6, 0.2, 0.2], [0.6, 0.2, 0.2]), rtol=1e-5)
+    greedy = hd.act(learner, torch.ones(4, 2, 1), deterministic=True)
+    assert (greedy.argmax(-1) == 0).all()  # (A, A)
+    args = hd.Args(env_id="matrix-game", hidden_dim=64, matrix_init_bias=False)
+    unbiased = hd.build_learner(hd.make_env("matrix-game", 1), args, torch.device("cpu"))
+    np.testing.assert_allclose(hd.matrix_joint_policy(unbiased), np.full((3, 3), 1 / 9), atol=0.01)  # gain 0.01: near uniform
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_hasac_with_temperature_one_escapes_to_cc(seed):
+    """Figure 1 / 3a: temperature 1, from (0.6, 0.2, 0.2) for both agents, 300 updates on
+    uniformly explored one-step transitions: the greedy joint action becomes (C, C)."""
+    learner = _matrix_learner(1.0, seed)
+    generator = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    for _ in range(300):
+        metrics = hd.hasac_update(learner, _uniform_matrix_batch(128, generator), rng.permutation(2), 0.005)
+    assert torch.isfinite(metrics["qf1_loss"]) and torch.isfinite(metrics["actor_loss"])
+    joint = hd.matrix_joint_policy(learner)
+    greedy = hd.act(learner, torch.ones(1, 2, 1), deterministic=True)[0].argmax(-1)
+    assert greedy.tolist() == [2, 2], joint
+    assert joint[2, 2] > 0.3 and joint[0, 0] < 0.1, joint
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. parity with hasac_continuous.py: the shared pieces
+# ---------------------------------------------------------------------------------------------
+SHARED = ["critic_target", "actor_loss", "alpha_loss", "soft_update", "SoftQNetwork", "Batch", "hasac_update",
+          "linear", "stack_actor_weights", "save_checkpoint", "check_args", "render_video"]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", SHARED)
+def test_shared_parts_are_textually_identical(name):
+    assert inspect.getsource(getattr(hd, name)) == inspect.getsource(getattr(hc, name))
+
+
+def test_same_module_level_names():
+    names = ["Args", "make_env", "Actor", "SoftQNetwork", "stack_actor_weights", "sample_actions", "Batch",
+             "critic_target", "actor_loss", "alpha_loss", "soft_update", "Learner", "build_learner", "hasac_update",
+             "act", "evaluate", "save_checkpoint", "load_checkpoint", "check_args"]  # fmt: skip
+    for name in names:
+        assert hasattr(hd, name) and hasattr(hc, name), name
+    common = set(hc.Args.__dataclass_fields__) & set(hd.Args.__dataclass_fields__)
+    assert set(hc.Learner._fields) == set(hd.Learner._fields)
+    assert len(common) >= 28
+
+
+def _twin_critics(state_dim, joint_action_dim, hidden_dim=16):
+    torch.manual_seed(0)
+    qf_c = hc.SoftQNetwork(state_dim, joint_action_dim, hidden_dim)
+    qf_d = hd.SoftQNetwork(state_dim, joint_action_dim, hidden_dim)
+    qf_d.load_state_dict(qf_c.state_dict())
+    return qf_c, qf_d
+
+
+def test_critic_target_and_actor_loss_give_identical_numbers():
+    n_agents, act_dim, state_dim, batch_size = 3, 5, 7, 32
+    qf_c, qf_d = _twin_critics(state_dim, n_agents * act_dim)
+    g = torch.Generator().manual_seed(1)
+    one_hot = lambda: F.one_hot(torch.randint(0, act_dim, (batch_size, n_agents), generator=g), act_dim).float()  # noqa: E731
+    batch = dict(
+        obs=torch.randn(batch_size, n_agents, 4, generator=g), state=torch.randn(batch_size, state_dim, generator=g),
+        actions=one_hot(), rewards=torch.randn(batch_size, 1, generator=g),
+        next_obs=torch.randn(batch_size, n_agents, 4, generator=g), next_state=torch.randn(batch_size, state_dim, generator=g),
+        terminations=(torch.rand(batch_size, 1, generator=g) < 0.3).float(), discounts=torch.full((batch_size, 1), 0.99**3),
+    )  # fmt: skip
+    next_actions, next_log_probs, alphas = one_hot(), -torch.rand(batch_size, n_agents, generator=g), torch.tensor([0.1, 0.5, 2.0])
+    target_c = hc.critic_target(qf_c, hc.Batch(**batch), next_actions, next_log_probs, alphas)
+    target_d = hd.critic_target(qf_d, hd.Batch(**batch), next_actions, next_log_probs, alphas)
+    assert torch.equal(target_c, target_d)
+
+    joint_action = one_hot()
+    grads = []
+    for module, qf in ((hc, qf_c), (hd, qf_d)):
+        actions = joint_action.clone().requires_grad_()
+        loss = module.actor_loss(qf, qf.state_features(batch["state"]), actions, next_log_probs[:, :1], alphas[:1])
+        loss.backward()
+        grads.append((loss.detach(), actions.grad))
+    assert torch.equal(grads[0][0], grads[1][0]) and torch.equal(grads[0][1], grads[1][1])
+
+
+def test_alpha_loss_and_soft_update_give_identical_numbers():
+    log_probs = -torch.rand(50) * 2
+    for target_entropy in (0.5 * math.log(5), -3.0):
+        losses = []
+        for module in (hc, hd):
+            log_alpha = torch.tensor(math.log(0.3), requires_grad=True)
+            loss = module.alpha_loss(log_alpha, log_probs, target_entropy)
+            loss.backward()
+            losses.append((loss.detach(), log_alpha.grad))
+        assert torch.equal(losses[0][0], losses[1][0]) and torch.equal(losses[0][1], losses[1][1])
+
+    qf_c, qf_d = _twin_critics(4, 6)
+    target_c, target_d = copy.deepcopy(qf_c), copy.deepcopy(qf_d)
+    with torch.no_grad():
+        for p_c, p_d in zip(qf_c.parameters(), qf_d.parameters()):
+            p_c.add_(1.0)
+            p_d.add_(1.0)
+    hc.soft_update(target_c, qf_c, 0.1)
+    hd.soft_update(target_d, qf_d, 0.1)
+    for p_c, p_d in zip(target_c.parameters(), target_d.parameters()):
+        assert torch.equal(p_c, p_d)
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. straight-through Gumbel-Softmax and action masks
+# ---------------------------------------------------------------------------------------------
+def logits64(actor, obs):
+    """The actor's logits in float64 through its own nn modules (nn.LayerNorm, not the script's)."""
+    a = copy.deepcopy(actor).double()
+    h = a.norm1(F.relu(a.fc1(a.input_norm(obs.double()))))
+    return a.fc_logits(a.norm2(F.relu(a.fc2(h)))), a
+
+
+def test_gumbel_softmax_matches_independent_computation_with_the_same_noise():
+    torch.manual_seed(0)
+    actor = hd.Actor(6, 5, 32)
+    with torch.no_grad():  # logits of order 1, so the soft sample is far from one-hot
+        actor.fc_logits.weight.mul_(100)
+    obs, weights = torch.randn(256, 6), torch.randn(5)
+    torch.manual_seed(42)
+    action, log_prob = actor(obs)
+    (action * weights).sum().backward()
+    torch.manual_seed(42)
+    gumbel = -torch.empty(256, 5).exponential_().log().double()  # the draw the script makes
+
+    logits, ref_actor = logits64(actor, obs)
+    soft = F.softmax(logits + gumbel, -1)
+    index = soft.argmax(-1)
+    assert torch.equal(action.argmax(-1), index)
+    assert torch.equal(action.detach(), F.one_hot(index, 5).float())  # one-hot forward
+    torch.testing.assert_close(log_prob.double(), F.log_softmax(logits, -1).gather(-1, index[:, None]).squeeze(-1).detach(), rtol=1e-5, atol=1e-5)
+    (soft * weights.double()).sum().backward()  # straight-through: the soft sample's gradient
+    for p, ref in zip(actor.parameters(), ref_actor.parameters()):
+        torch.testing.assert_close(p.grad.double(), ref.grad, rtol=1e-4, atol=1e-6)
+    # the forward samples are the categorical: empirical frequencies match softmax(logits)
+    torch.manual_seed(3)
+    obs_one = obs[:1].expand(20000, -1)
+    counts = torch.bincount(actor(obs_one)[0].argmax(-1), minlength=5).double() / 20000
+    torch.testing.assert_close(counts, F.softmax(logits[0], -1).detach(), atol=0.015, rtol=0)
+
+
+def test_stacked_padded_actors_match_each_agents_own_forward():
+    """speaker-listener: obs dims 3 and 11, action counts 3 and 5. The stacked call's input
+    LayerNorm must ignore the observation padding, and the speaker's padded actions get probability 0."""
+    envs = hd.make_env("simple_speaker_listener_v4", 1)
+    envs.close()
+    torch.manual_seed(0)
+    learner = hd.build_learner(envs, hd.Args(env_id="simple_speaker_listener_v4", hidden_dim=32), torch.device("cpu"))
+    obs = torch.zeros(2, 64, envs.obs_dim)  # [N, B, obs_dim], zero-padded like the env's
+    for i, dim in enumerate(envs.obs_dims):
+        obs[i, :, :dim] = torch.randn(64, dim) * 3 + 1
+    weights = hd.stack_actor_weights(learner.actors, learner.policy_of_agent, envs.obs_dim, envs.act_dim)
+    stacked = F.softmax(hd.masked_logits(obs, weights, learner.action_mask), -1)
+    for i, actor in enumerate(learner.actors):
+        own, _ = logits64(actor, obs[i, :, : envs.obs_dims[i]])
+        torch.testing.assert_close(stacked[i, :, : envs.act_dims[i]].double(), F.softmax(own, -1).detach(), rtol=1e-5, atol=1e-6)
+    assert torch.equal(stacked[0, :, 3:], torch.zeros(64, 2))
+    torch.manual_seed(1)
+    actions = hd.act(learner, obs.transpose(0, 1).repeat(20, 1, 1))  # [E, N, act_dim]
+    assert actions[:, 0, 3:].sum() == 0 and torch.equal(actions.sum(-1), torch.ones(actions.shape[:2]))
+
+
+def test_masked_actions_get_zero_probability_and_zero_gradient():
+    torch.manual_seed(0)
+    actor = hd.Actor(4, 5, 16)
+    with torch.no_grad():
+        actor.fc_logits.bias.copy_(torch.tensor([0.0, 0.0, 50.0, 0.0, 50.0]))  # masked actions would dominate
+    obs = torch.randn(512, 4)
+    avail = torch.rand(512, 5) < 0.5
+    avail[:, 0] = True  # at least one action available in every state
+    avail[:, 2] = avail[:, 4] = False
+    action, log_prob = hd.sample_actions(obs, actor.layers(), avail)
+    (log_prob.sum() + (action * torch.randn(5)).sum()).backward()
+    assert (action[~avail] == 0).all() and (action.sum(-1) == 1).all()
+    assert torch.isfinite(log_prob).all()
+    assert actor.fc_logits.bias.grad[[2, 4]].abs().max() == 0  # the masked logits get no gradient
+    assert actor.fc_logits.weight.grad[[2, 4]].abs().max() == 0
+    assert actor.fc_logits.bias.grad[[0, 1, 3]].abs().max() > 0
+    probabilities = F.softmax(hd.masked_logits(obs, actor.layers(), avail), -1)
+    assert (probabilities[~avail] == 0).all()
+    greedy, _ = hd.sample_actions(obs, actor.layers(), avail, deterministic=True)
+    assert avail[greedy.bool()].all()  # argmax among the available actions only
+    # the learner's act() applies the env's per-state masks on top of the agents' own
+    learner = hd.build_learner(hd.make_env("matrix-game", 1), hd.Args(env_id="matrix-game", hidden_dim=16), torch.device("cpu"))
+    env_avail = torch.tensor([[True, False, True], [False, True, False]]).expand(300, -1, -1)
+    for deterministic in (False, True):
+        actions = hd.act(learner, torch.ones(300, 2, 1), deterministic, avail=env_avail)
+        assert env_avail[actions.bool()].all()
+
+
+def test_warm_up_actions_are_uniform_over_the_available_ones():
+    np.random.seed(0)
+    avail = np.zeros((20000, 2, 5), bool)
+    avail[:, 0, [0, 3]] = True
+    avail[:, 1, :4] = True
+    actions = hd.random_available_actions(avail)
+    assert actions.shape == (20000, 2, 5) and (actions.sum(-1) == 1).all() and not actions[~avail].any()
+    np.testing.assert_allclose(actions[:, 0].mean(0), [0.5, 0, 0, 0.5, 0], atol=0.015)
+    np.testing.assert_allclose(actions[:, 1].mean(0), [0.25, 0.25, 0.25, 0.25, 0], atol=0.015)
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. temperature: a positive target entropy per agent
+# ---------------------------------------------------------------------------------------------
+def test_target_entropy_is_a_fraction_of_each_agents_maximum_entropy():
+    envs = hd.make_env("simple_speaker_listener_v4", 1)
+    envs.close()
+    learner = hd.build_learner(envs, hd.Args(env_id="simple_speaker_listener_v4", hidden_dim=16, target_entropy_scale=0.3), torch.device("cpu"))
+    assert learner.target_entropies == pytest.approx([0.3 * math.log(3), 0.3 * math.log(5)])
+    assert all(t > 0 for t in learner.target_entropies)  # not the official implementation's 0
+
+
+def test_temperature_rises_below_the_target_entropy_and_falls_above_it():
+    """One Adam step on each log alpha^i moves it by alpha_lr: agent 0 almost deterministic
+    (entropy ~0 < 0.5 log 3) raises its temperature; agent 1 uniform (log 3 > 0.5 log 3) lowers it."""
+    envs = hd.make_env("matrix-game", 1)
+    torch.manual_seed(0)
+    learner = hd.build_learner(envs, hd.Args(env_id="matrix-game", hidden_dim=16, alpha_lr=1e-3, matrix_init_bias=False), torch.device("cpu"))
+    learner.actors[0].init_policy((0.998, 0.001, 0.001))
+    learner.actors[1].init_policy((1 / 3, 1 / 3, 1 / 3))
+    before = [la.item() for la in learner.log_alphas]
+    metrics = hd.hasac_update(learner, _uniform_matrix_batch(256, torch.Generator().manual_seed(0)), [0, 1], 0.005)
+    after = [la.item() for la in learner.log_alphas]
+    assert after[0] - before[0] == pytest.approx(1e-3, rel=1e-3)
+    assert after[1] - before[1] == pytest.approx(-1e-3, rel=1e-3)
+    assert torch.isfinite(metrics["alpha_loss"])
+
+
+# ---------------------------------------------------------------------------------------------
+# 6. checkpoints and bad input
+# ---------------------------------------------------------------------------------------------
+def test_save_model_then_eval_checkpoint(matrix_run):
+    cwd, path, _ = matrix_run
+    checkpoint = path / "hasac_discrete.cleanrl_model"
+    assert torch.load(checkpoint, weights_only=False)["global_step"] == 600
+    result = run_script(cwd, "--eval-checkpoint", str(checkpoint.relative_to(cwd)), "--eval-episodes", "3", script=DISCRETE)
+    assert_ok(result)
+    match = re.search(r"matrix-game: eval/episodic_return (-?\d+\.\d+) \+- (\d+\.\d+) over 3 episodes", result.stdout)
+    assert match and float(match.group(1)) in (5, 10, 20, -20), result.stdout
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--env-id", "Ant-4x2"], ["unknown env id", "matrix-game", "simple_spread_v3", "simple_speaker_listener_v4", "academy_corner"]),
+        (["--env-id", "academy_corner"], ["gfootball", "pip install gfootball", "apt-get install"]),
+        (["--env-id", "matrix-game", "--target-entropy-scale", "1.5"], ["--target-entropy-scale", "[0, 1]"]),
+        (["--env-id", "simple_speaker_listener_v4", "--share-param"], ["--share-param", "obs dims [3, 11]", "action dims [3, 5]"]),
+    ],
+)
+def test_bad_input_one_line_error(tmp_path, args, expected):
+    result = run_script(tmp_path, *args, *MINI, script=DISCRETE)
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "Traceback" not in output
+    error_lines = [line for line in output.splitlines() if line.startswith("error:")]
+    assert len(error_lines) == 1, output
+    for text in expected:
+        assert text in error_lines[0], (text, error_lines[0])
+    assert not (tmp_path / "runs").exists()
