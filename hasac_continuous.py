@@ -75,7 +75,7 @@ class Args:
     alpha: float = 0.2
     """the temperature (initial temperature with --autotune)"""
     autotune: bool = True
-    """automatic tuning of each agent's temperature toward target entropy -dim(A^i)"""
+    """automatic tuning of each agent's temperature toward target entropy -dim(A^i) (on the normalised [-1, 1] action)"""
     alpha_lr: float = 3e-4
     """the learning rate of the temperature optimisers"""
     n_step: int = 20
@@ -450,7 +450,7 @@ class Learner(NamedTuple):
     q_optimizer: optim.Optimizer
     log_alphas: list  # one scalar tensor per agent
     alpha_optimizers: Optional[list]  # None: fixed temperature
-    target_entropies: list  # -dim(A^i)
+    target_entropies: list  # -dim(A^i) on the normalised action, in the env's units
     action_mask: torch.Tensor  # [N, 1, act_dim]
 
 
@@ -531,16 +531,20 @@ def build_learner(envs: MultiAgentVecEnv, args: Args, device: torch.device) -> L
     qf_target = SoftQNetwork(envs.state_dim, envs.n_agents * envs.act_dim, args.hidden_dim).to(device)
     qf_target.load_state_dict(qf.state_dict())
     log_alphas = [torch.full((), float(np.log(args.alpha)), device=device, requires_grad=args.autotune) for _ in range(envs.n_agents)]
+    policy_of_agent = [0] * envs.n_agents if args.share_param else list(range(envs.n_agents))
     return Learner(
         actors=actors,
-        policy_of_agent=[0] * envs.n_agents if args.share_param else list(range(envs.n_agents)),
+        policy_of_agent=policy_of_agent,
         actor_optimizers=[optim.Adam(actor.parameters(), lr=args.policy_lr, fused=True) for actor in actors],
         qf=qf,
         qf_target=qf_target,
         q_optimizer=optim.Adam(qf.parameters(), lr=args.q_lr, fused=True),
         log_alphas=log_alphas,
         alpha_optimizers=[optim.Adam([log_alpha], lr=args.alpha_lr) for log_alpha in log_alphas] if args.autotune else None,
-        target_entropies=[-float(dim) for dim in envs.act_dims],
+        # -dim(A^i) on the policy's normalised [-1, 1] action (SAC's heuristic, and where the
+        # official implementation's log-probs live); log_probs here are in the env's units, so
+        # the target shifts by the rescaling's log-Jacobian and does not depend on those units.
+        target_entropies=[float(torch.log(actors[p].action_scale).sum()) - actors[p].act_dim for p in policy_of_agent],
         action_mask=torch.as_tensor(envs.action_mask, device=device).unsqueeze(1),
     )
 

@@ -509,11 +509,13 @@ def test_hasac_update_matches_float64_reference(env_id, share_param, agent_order
 
 
 def test_temperatures_move_toward_each_agents_target_entropy():
-    """J(alpha^i) = E[-alpha^i (log pi^i + target^i)], target^i = -dim(A^i), one Adam step each:
+    """J(alpha^i) = E[-alpha^i (log pi^i + target^i)], target^i = -dim(A^i) on the normalised
+    [-1, 1] action, i.e. -dim(A^i) + dim(A^i) log(1/2) for MPE's [0, 1] bounds; one Adam step each:
     an agent far less random than its target (std e^-20: log pi ~ +19 per dim) must raise its
     temperature; one more random than its target (std 1 on [0, 1]: log pi ~ 0 per dim) must
     lower it. Adam's first step moves log alpha by alpha_lr, whatever the gradient's size."""
     envs, learner = _learner("simple_speaker_listener_v4", alphas=(0.2,), autotune=True, alpha_lr=1e-3)
+    assert learner.target_entropies == pytest.approx([-3 + 3 * math.log(0.5), -5 + 5 * math.log(0.5)])
     _pin_log_std(learner.actors[0], -25.0)  # speaker
     _pin_log_std(learner.actors[1], 0.0)  # listener
     before = [la.item() for la in learner.log_alphas]
