@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# HASAC on the nine Bi-DexHands tasks of Liu et al., "Maximum Entropy Heterogeneous-Agent
+# Reinforcement Learning" (ICLR 2024): Section 5.1, Figure 6, Appendix H.2.4, with the
+# official per-task HASAC configs (temperature, gamma, episode length, env steps; every task:
+# n-step 20, lr 5e-4 / 5e-4, batch 1000, buffer 1e6, 20 envs, 50 updates every 50 loop steps,
+# 10,000 warm-up steps). Needs Isaac Gym Preview 4, DexterousHands and an NVIDIA GPU.
+#
+# Usage (from anywhere):   bash benchmark/hasac_dexhands.sh
+#   SEEDS="1 2 3"                       seeds per task
+#   TASKS="ShadowHandOver ShadowHandPen"   a subset of the tasks below (default: all nine)
+#   TOTAL_TIMESTEPS=10000000            env steps per run (default: the official per-task budget)
+#   EXTRA_ARGS="--compile"              appended to every command
+#   JOBS=1                              runs at a time (parallel through xargs -P; one GPU each is wise)
+#   DRY_RUN=1                           print the commands, run nothing
+# Then: python benchmark/plot.py runs --out dexhands.png
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ALL_TASKS="ShadowHandCatchAbreast ShadowHandTwoCatchUnderarm ShadowHandLiftUnderarm ShadowHandOver \
+ShadowHandCatchOver2Underarm ShadowHandPen ShadowHandDoorCloseInward ShadowHandDoorOpenInward ShadowHandDoorOpenOutward"
+SEEDS=${SEEDS:-"1 2 3"}
+TASKS=${TASKS:-$ALL_TASKS}
+EXTRA_ARGS=${EXTRA_ARGS:-}
+JOBS=${JOBS:-1}
+
+# The official HASAC config per task (PKU-MARL/HARL tuned_configs/dexhands/<task>/hasac).
+# The episode length comes from the script's own table (DEXHANDS_EPISODE_STEPS), which holds
+# the same official values.
+task_args() {
+    local common="--cuda --num-envs 20 --n-step 20 --policy-lr 5e-4 --q-lr 5e-4 --batch-size 1000 --buffer-size 1000000 \
+--learning-starts 10000 --train-interval 50 --gradient-steps 50"
+    case "$1" in
+        ShadowHandTwoCatchUnderarm)    echo "$common --no-autotune --alpha 5e-5 --gamma 0.95 --total-timesteps ${TOTAL_TIMESTEPS:-10000000}" ;;
+        ShadowHandCatchAbreast|ShadowHandPen|ShadowHandDoorCloseInward|ShadowHandDoorOpenInward)
+                                       echo "$common --autotune --alpha 5e-5 --gamma 0.95 --total-timesteps ${TOTAL_TIMESTEPS:-10000000}" ;;
+        ShadowHandOver)                echo "$common --autotune --alpha 0.2 --gamma 0.95 --total-timesteps ${TOTAL_TIMESTEPS:-50000000}" ;;
+        ShadowHandCatchOver2Underarm)  echo "$common --autotune --alpha 0.2 --gamma 0.99 --total-timesteps ${TOTAL_TIMESTEPS:-20000000}" ;;
+        ShadowHandLiftUnderarm|ShadowHandDoorOpenOutward)
+                                       echo "$common --autotune --alpha 0.2 --gamma 0.99 --total-timesteps ${TOTAL_TIMESTEPS:-10000000}" ;;
+    esac
+}
+
+for task in $TASKS; do
+    if [[ " $ALL_TASKS " != *" $task "* ]]; then
+        echo "error: unknown task '$task'; choose from: $ALL_TASKS" >&2
+        exit 2
+    fi
+done
+
+commands=()
+for task in $TASKS; do
+    for seed in $SEEDS; do
+        commands+=("python hasac_isaacgym.py --env-id $task --seed $seed $(task_args "$task")${EXTRA_ARGS:+ $EXTRA_ARGS}")
+    done
+done
+
+if [[ "${DRY_RUN:-0}" == 1 ]]; then
+    printf '%s\n' "${commands[@]}"
+else
+    # xargs keeps going when one run fails and exits non-zero at the end, so a crash in one
+    # task does not cost the others' results.
+    printf '%s\n' "${commands[@]}" | xargs -d '\n' -P "$JOBS" -I CMD bash -c CMD
+fi

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# HASAC on five cooperative VMAS scenarios (continuous actions), the on-device stand-in for
+# Bi-DexHands that installs from PyPI and runs on a CPU or a GPU. VMAS has no official HASAC
+# setting: these are hasac_isaacgym.py's documented defaults (256 envs, 100-step episodes,
+# 4 updates per loop step, n-step 10, gamma 0.99, lr 5e-4 / 5e-4, auto temperature).
+#
+# Usage (from anywhere):   bash benchmark/hasac_vmas.sh
+#   SEEDS="1 2 3"              seeds per scenario
+#   TASKS="transport balance"  a subset of the scenarios below (default: all five)
+#   TOTAL_TIMESTEPS=10000000   env steps per run
+#   EXTRA_ARGS="--cuda --num-envs 4096"   appended to every command
+#   JOBS=1                     runs at a time (parallel through xargs -P)
+#   DRY_RUN=1                  print the commands, run nothing
+# Then: python benchmark/plot.py runs --out vmas.png
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ALL_TASKS="transport balance wheel dispersion navigation"
+SEEDS=${SEEDS:-"1 2 3"}
+TASKS=${TASKS:-$ALL_TASKS}
+TOTAL_TIMESTEPS=${TOTAL_TIMESTEPS:-10000000}
+EXTRA_ARGS=${EXTRA_ARGS:-}
+JOBS=${JOBS:-1}
+# Parallel runs share the cores: give each an equal number of threads, since PyTorch's
+# OpenMP threads slow down by an order of magnitude when more of them spin than there are cores.
+if [[ "$JOBS" -gt 1 && -z "${OMP_NUM_THREADS:-}" ]]; then
+    threads=$(( $(nproc) / JOBS ))
+    export OMP_NUM_THREADS=$(( threads > 0 ? threads : 1 ))
+fi
+
+for task in $TASKS; do
+    if [[ " $ALL_TASKS " != *" $task "* ]]; then
+        echo "error: unknown task '$task'; choose from: $ALL_TASKS" >&2
+        exit 2
+    fi
+done
+
+commands=()
+for task in $TASKS; do
+    for seed in $SEEDS; do
+        commands+=("python hasac_isaacgym.py --env-id $task --seed $seed --total-timesteps $TOTAL_TIMESTEPS${EXTRA_ARGS:+ $EXTRA_ARGS}")
+    done
+done
+
+if [[ "${DRY_RUN:-0}" == 1 ]]; then
+    printf '%s\n' "${commands[@]}"
+else
+    printf '%s\n' "${commands[@]}" | xargs -d '\n' -P "$JOBS" -I CMD bash -c CMD
+fi

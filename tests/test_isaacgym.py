@@ -1,0 +1,227 @@
+"""Tests for hasac_isaacgym.py: a VMAS smoke run, parity with hasac_continuous.py, --compile
+against eager, the on-device n-step replay buffer, the VMAS adapter and bad input."""
+
+import ast
+import copy
+import importlib
+import inspect
+import random
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from conftest import ROOT, assert_finite_series, assert_ok, read_scalars, run_dir, run_script
+
+ISAACGYM = ROOT / "hasac_isaacgym.py"
+isaacgym = importlib.import_module("hasac_isaacgym")
+continuous = importlib.import_module("hasac_continuous")
+
+LOSS_TAGS = ["losses/qf1_values", "losses/qf1_loss", "losses/qf2_loss", "losses/actor_loss", "losses/entropy", "losses/alpha", "losses/alpha_loss"]  # fmt: skip
+# 8 transport envs, 20-step episodes, 100 loop steps; updates from step 160, logs every 160 steps.
+SMOKE = [
+    "--env-id", "transport", "--num-envs", "8", "--episode-length", "20", "--total-timesteps", "800",
+    "--learning-starts", "160", "--train-interval", "5", "--gradient-steps", "2", "--batch-size", "64",
+    "--buffer-size", "2000", "--n-step", "3", "--hidden-dim", "32", "--log-interval", "160",
+    "--eval-interval", "100000", "--eval-episodes", "2",
+]  # fmt: skip
+
+
+def test_smoke_transport(tmp_path):
+    result = run_script(tmp_path, *SMOKE, script=ISAACGYM)
+    assert_ok(result)
+    assert "warm-up done: training starts" in result.stdout
+    scalars = read_scalars(run_dir(tmp_path))
+    for tag in LOSS_TAGS + [f"losses/alpha/agent_{i}" for i in range(4)]:
+        assert_finite_series(scalars, tag)
+        assert [step for step, _ in scalars[tag]] == [320, 480, 640, 800], tag  # the logs after training started
+    for tag in ("charts/episodic_return", "charts/episodic_length", "charts/SPS", "eval/episodic_return"):
+        assert_finite_series(scalars, tag)
+    assert all(length == 20 for _, length in scalars["charts/episodic_length"])  # transport never ends early at random
+    alphas = [v for _, v in scalars["losses/alpha"]]
+    assert alphas[-1] != alphas[0]  # the temperatures were tuned
+
+
+def test_script_parses_as_python_38():
+    ast.parse(ISAACGYM.read_text(), feature_version=(3, 8))
+
+
+SHARED = ["linear", "Actor", "stack_actor_weights", "sample_actions", "SoftQNetwork", "Batch", "critic_target", "actor_loss", "alpha_loss", "soft_update", "Learner", "act", "save_checkpoint"]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", SHARED)
+def test_shared_pieces_have_identical_source(name):
+    assert inspect.getsource(getattr(isaacgym, name)) == inspect.getsource(getattr(continuous, name))
+
+
+def _vmas_spec(scenario="transport", num_envs=4):
+    return isaacgym.make_env(scenario, num_envs, "cpu", 10)
+
+
+def _random_batch(envs, batch_size=48, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    n, act_dim = envs.n_agents, envs.act_dim
+    state, next_state = torch.randn(batch_size, envs.state_dim, generator=generator), torch.randn(batch_size, envs.state_dim, generator=generator)
+    actions = (torch.rand(batch_size, n, act_dim, generator=generator) * 2 - 1) * envs.action_mask
+    return isaacgym.Batch(
+        isaacgym.observations_from_state(state, envs.obs_index), state, actions, torch.randn(batch_size, 1, generator=generator),
+        isaacgym.observations_from_state(next_state, envs.obs_index), next_state,
+        (torch.rand(batch_size, 1, generator=generator) < 0.2).float(), torch.full((batch_size, 1), 0.99**3),
+    )  # fmt: skip
+
+
+def _all_tensors(learner):
+    modules = [*learner.actors, learner.qf, learner.qf_target]
+    return [p.detach() for m in modules for p in m.parameters()] + [a.detach() for a in learner.log_alphas]
+
+
+def _continuous_twin(learner, envs, args):
+    """A hasac_continuous.py Learner for the same agent spaces, holding `learner`'s weights."""
+    spec = SimpleNamespace(
+        n_agents=envs.n_agents, obs_dims=envs.obs_dims, act_dims=envs.act_dims, act_dim=envs.act_dim, state_dim=envs.state_dim,
+        action_low=envs.action_low.numpy(), action_high=envs.action_high.numpy(), action_mask=envs.action_mask.numpy(),
+    )  # fmt: skip
+    twin = continuous.build_learner(spec, continuous.Args(**{k: getattr(args, k) for k in ("hidden_dim", "share_param", "autotune", "alpha", "policy_lr", "q_lr", "alpha_lr")}), torch.device("cpu"))  # fmt: skip
+    for mine, theirs in zip(learner.actors, twin.actors):
+        theirs.load_state_dict(mine.state_dict())
+    twin.qf.load_state_dict(learner.qf.state_dict())
+    twin.qf_target.load_state_dict(learner.qf_target.state_dict())
+    return twin
+
+
+@pytest.mark.parametrize("scenario, share_param, autotune", [("transport", False, True), ("transport", True, True), ("balance", False, False)])
+def test_update_matches_hasac_continuous(scenario, share_param, autotune):
+    """Same weights, batch, agent order and seed -> the same updated parameters, twice in a row
+    (so both scripts also consume the random stream identically)."""
+    envs = _vmas_spec(scenario)
+    args = isaacgym.Args(hidden_dim=32, share_param=share_param, autotune=autotune, alpha=0.3)
+    learner = isaacgym.build_learner(envs, args, torch.device("cpu"))
+    twin = _continuous_twin(learner, envs, args)
+    assert all(torch.equal(a, b) for a, b in zip(_all_tensors(learner), _all_tensors(twin)))
+    torch.manual_seed(5)
+    for seed, order in ((0, list(reversed(range(envs.n_agents)))), (1, random.Random(3).sample(range(envs.n_agents), envs.n_agents))):
+        batch = _random_batch(envs, seed=seed)
+        state = torch.get_rng_state()
+        mine = isaacgym.hasac_update(learner, batch, order, 0.01)
+        after_mine = torch.get_rng_state()
+        torch.set_rng_state(state)
+        theirs = continuous.hasac_update(twin, batch, np.array(order), 0.01)
+        assert torch.equal(after_mine, torch.get_rng_state()), "the scripts drew different amounts of random numbers"
+        for a, b in zip(_all_tensors(learner), _all_tensors(twin)):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+        for name in ("qf1_loss", "qf2_loss", "qf1_values", "actor_loss", "entropy", "alphas", "alpha_loss"):
+            if theirs[name] is None:
+                assert mine[name] is None
+            else:
+                torch.testing.assert_close(mine[name], theirs[name], rtol=1e-6, atol=1e-7)
+
+
+def test_compile_gives_the_eager_update():
+    """torch.compile of both halves of the update and of the acting step: the same numbers as
+    eager mode within float tolerance (same seed, same noise: fallback_random)."""
+    spec = SimpleNamespace(
+        n_agents=2, obs_dims=[5, 3], act_dims=[2, 1], obs_dim=5, act_dim=2, state_dim=6,
+        action_low=torch.tensor([[-1.0, -1.0], [0.0, 0.0]]), action_high=torch.tensor([[1.0, 1.0], [2.0, 0.0]]),
+        action_mask=torch.tensor([[True, True], [True, False]]), obs_index=torch.tensor([[0, 1, 2, 3, 4], [3, 4, 5, 6, 6]]),
+    )  # fmt: skip
+    args = isaacgym.Args(hidden_dim=16)
+    torch.manual_seed(0)
+    eager = isaacgym.build_learner(spec, args, torch.device("cpu"))
+    compiled = copy.deepcopy(eager)
+    eager_update, compiled_update = isaacgym.make_update(eager), isaacgym.make_update(compiled, compile=True)
+    for step in range(3):
+        batch = _random_batch(spec, batch_size=32, seed=step)
+        torch.manual_seed(100 + step)
+        expected = eager_update(batch, [1, 0], 0.05)
+        torch.manual_seed(100 + step)
+        got = compiled_update(batch, [1, 0], 0.05)
+        for a, b in zip(_all_tensors(compiled), _all_tensors(eager)):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+        for name in ("qf1_loss", "actor_loss", "alpha_loss"):
+            torch.testing.assert_close(got[name], expected[name], rtol=1e-4, atol=1e-5)
+    assert any(not torch.equal(a, b) for a, b in zip(_all_tensors(compiled), _all_tensors(isaacgym.build_learner(spec, args, torch.device("cpu")))))
+    obs = torch.randn(7, 2, 5)
+    torch.manual_seed(9)
+    expected_actions = isaacgym.act(eager, obs)
+    torch.manual_seed(9)
+    torch.testing.assert_close(isaacgym.make_act(compiled, compile=True)(obs), expected_actions, rtol=1e-4, atol=1e-5)
+
+
+def _reference_n_step(history, n_step, gamma):
+    """Independent n-step targets from one env's list of valid transitions (dicts), oldest first."""
+    out = []
+    for start in range(len(history)):
+        reward, k = 0.0, 0
+        for j in range(start, min(start + n_step, len(history))):
+            reward += gamma ** (j - start) * history[j]["reward"]
+            k += 1
+            if history[j]["ended"]:
+                break
+        last = history[start + k - 1]
+        out.append((history[start]["state"], reward, last["next_state"], float(last["terminated"]), gamma**k))
+    return out
+
+
+def test_replay_buffer_n_step_returns_match_an_independent_computation():
+    torch.manual_seed(0)
+    num_envs, capacity, n_step, gamma, state_dim = 3, 9, 4, 0.9, 2
+    rb = isaacgym.ReplayBuffer(capacity * num_envs, num_envs, state_dim, 1, n_step, gamma, "cpu")
+    histories = [[] for _ in range(num_envs)]
+    for t in range(40):  # wraps each ring several times
+        state, next_state = torch.randn(num_envs, state_dim), torch.randn(num_envs, state_dim)
+        rewards = torch.randn(num_envs)
+        terminated = torch.rand(num_envs) < 0.15
+        truncated = ~terminated & (torch.rand(num_envs) < 0.15)
+        valid = torch.rand(num_envs) < 0.8
+        rb.add(state, next_state, torch.randn(num_envs, 1), rewards, terminated & valid, truncated & valid, valid)
+        for e in range(num_envs):
+            if valid[e]:
+                histories[e].append({"state": state[e], "next_state": next_state[e], "reward": rewards[e].item(), "terminated": bool(terminated[e]), "ended": bool(terminated[e] | truncated[e])})  # fmt: skip
+    checked = 0
+    for e in range(num_envs):
+        kept = histories[e][-(capacity - 1) :]  # one slot per ring stays free
+        assert rb.counts[e].item() == len(kept)
+        # a window never reads past the newest transition: compute on what the ring holds
+        expected = _reference_n_step(kept, n_step, gamma)
+        ages = torch.arange(len(kept) - 1, -1, -1)  # oldest first
+        got = rb.n_step_transitions(torch.full((len(kept),), e), ages)
+        for i, (state, reward, next_state, terminated, discount) in enumerate(expected):
+            torch.testing.assert_close(got[0][i], state)
+            torch.testing.assert_close(got[2][i, 0], torch.tensor(reward), rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(got[3][i], next_state)
+            assert got[4][i, 0].item() == terminated and got[5][i, 0].item() == pytest.approx(discount)
+            checked += 1
+    assert checked >= 3 * (capacity - 1) - 3
+    state, actions, rewards, next_state, terminations, discounts = rb.sample(256)
+    assert state.shape == (256, state_dim) and rewards.shape == terminations.shape == discounts.shape == (256, 1)
+    powers = torch.tensor([gamma**k for k in range(1, n_step + 1)])
+    assert torch.isclose(discounts, powers).any(1).all()  # gamma^k with 1 <= k <= n
+
+
+def test_vmas_adapter_resets_together_at_the_time_limit():
+    envs = isaacgym.make_env("transport", 3, "cpu", 5)
+    obs, state, avail = envs.reset(seed=0)
+    assert avail is None and obs.shape == (3, 4, envs.obs_dim) and state.shape == (3, envs.state_dim)
+    torch.testing.assert_close(obs, isaacgym.observations_from_state(state, envs.obs_index))
+    for t in range(1, 6):
+        obs, state, _, reward, terminated, truncated, info = envs.step(torch.zeros(3, 4, envs.act_dim))
+        assert reward.shape == (3,) and info["valid"].all() and not terminated.any()
+        assert truncated.all() == (t == 5) and truncated.any() == (t == 5)
+    assert not torch.equal(info["final_state"], state)  # the true final state, then the reset one
+    assert envs.elapsed == 0
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--env-id", "not_a_scenario"], "unknown env id 'not_a_scenario'; valid: the VMAS scenarios"),
+        (["--env-id", "ShadowHandOver"], "Isaac Gym is not installed"),
+        (["--cudagraphs"], "--cudagraphs needs a GPU"),
+        (["--num-envs", "0"], "--num-envs must be positive"),
+    ],
+)
+def test_bad_input_one_line_error(tmp_path, args, expected):
+    result = run_script(tmp_path, *args, script=ISAACGYM)
+    assert result.returncode != 0
+    lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], lines
