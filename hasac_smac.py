@@ -1,0 +1,1006 @@
+"""HASAC on the StarCraft Multi-Agent Challenge: SMAX (jaxmarl, pure JAX, CPU) by default, StarCraft II when installed.
+
+Heterogeneous-Agent Soft Actor-Critic (Liu et al., "Maximum Entropy Heterogeneous-Agent
+Reinforcement Learning", ICLR 2024): a centralised twin soft Q-function on (global state,
+one-hot joint action) and one categorical actor per agent, trained with straight-through
+Gumbel-Softmax and updated one agent after the other in a random order against the
+already-updated agents' new actions (Algorithm 2). SMAC is the paper's Section 5 / Figure 6
+(Appendix H.2.3 for the per-map settings). On top of hasac_discrete.py: per-state available
+actions, dead agents masked out of their actor and temperature losses, the agent-specific
+critic state (FP), Huber loss and value normalisation, and the win rate.
+
+    python hasac_smac.py --env-id 3m  # SMAX: pip install jaxmarl (requirements.txt)
+    python hasac_smac.py --env-id 3s5z --gamma 0.99 --n-step 20  # benchmark/hasac_smac.sh has every map's settings
+    python hasac_smac.py --env-id MMM2 --backend sc2  # real StarCraft II: see SC2_INSTALL
+"""
+
+import functools
+import io
+import math
+import os
+import random
+import signal
+import sys
+import time
+from dataclasses import asdict, dataclass
+from typing import NamedTuple, Optional
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torch.optim as optim
+import tyro
+
+
+@dataclass
+class Args:
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """the name of this experiment"""
+    seed: int = 1
+    """seed of the experiment"""
+    torch_deterministic: bool = True
+    """if toggled, `torch.backends.cudnn.deterministic=True`"""
+    cuda: bool = False
+    """if toggled, train on the GPU (an error if none is available)"""
+    track: bool = False
+    """if toggled, this experiment will be tracked with Weights and Biases"""
+    wandb_project_name: str = "hasac"
+    """the wandb's project name"""
+    wandb_entity: Optional[str] = None
+    """the entity (team) of wandb's project"""
+    capture_video: bool = False
+    """not supported here (SMAX renders through matplotlib animations, StarCraft II through replays); an error if given"""
+    save_model: bool = False
+    """whether to save the latest weights to `runs/{run_name}/{exp_name}.cleanrl_model` (at each evaluation, at the end and on Ctrl-C)"""
+
+    # Algorithm specific arguments
+    env_id: str = "3m"
+    """the SMAC map, e.g. 3m, 3s5z or 6h_vs_8z (SMAX has 11 of them; --backend sc2 has every SMAC map)"""
+    total_timesteps: int = 10_000_000
+    """total environment steps, summed over the parallel envs"""
+    num_envs: int = 20
+    """the number of parallel environments"""
+    buffer_size: int = 1_000_000
+    """the replay memory buffer size (transitions, all envs together)"""
+    gamma: float = 0.99
+    """the discount factor gamma"""
+    tau: float = 0.005
+    """target smoothing coefficient"""
+    batch_size: int = 1000
+    """the batch size of sample from the replay memory"""
+    learning_starts: int = 10_000
+    """env steps of uniform random actions before learning starts"""
+    train_interval: int = 50
+    """loop steps (each `num_envs` env steps) between training phases"""
+    gradient_steps: int = 50
+    """full HASAC updates per training phase"""
+    policy_lr: float = 3e-4
+    """the learning rate of the actors' optimisers"""
+    q_lr: float = 5e-4
+    """the learning rate of the Q network optimiser"""
+    alpha: float = 0.2
+    """the temperature (initial temperature with --autotune)"""
+    autotune: bool = True
+    """automatic tuning of each agent's temperature toward target entropy --target-entropy-scale x log|available actions|"""
+    alpha_lr: float = 3e-4
+    """the learning rate of the temperature optimisers"""
+    n_step: int = 20
+    """the number of steps of the n-step return"""
+    hidden_dim: int = 256
+    """the width of both hidden layers of the actors and the critic"""
+    share_param: bool = False
+    """if toggled, all agents share one actor (their spaces must be equal)"""
+    fixed_order: bool = False
+    """if toggled, update the agents in the order 1..N instead of a random permutation"""
+    eval_interval: int = 200_000
+    """env steps between deterministic evaluations"""
+    eval_episodes: int = 40
+    """episodes per evaluation"""
+
+    # SMAC specific arguments
+    backend: str = "smax"
+    """`smax`: jaxmarl's SMAX (JAX, no game needed); `sc2`: the real SMAC on StarCraft II (oxwhirl/smac)"""
+    state_type: str = "EP"
+    """the critic's state: `EP` the environment's global state; `FP` one row per agent, the state plus that agent's own features and id"""
+    use_huber_loss: bool = True
+    """if toggled, the critic regresses with a Huber loss (delta --huber-delta) instead of MSE, as the official SMAC setup does"""
+    huber_delta: float = 10.0
+    """the Huber loss's delta"""
+    use_valuenorm: bool = True
+    """if toggled, the critic learns values normalised by running statistics of its targets, as the official SMAC setup does"""
+    use_policy_active_masks: bool = True
+    """if toggled, dead agents' samples are left out of their actor and temperature losses"""
+    target_entropy_scale: float = 0.5
+    """with --autotune, each agent's target entropy as a fraction of its maximum entropy log|available actions| in each state, in [0, 1]"""
+    eval_checkpoint: Optional[str] = None
+    """evaluate a saved `.cleanrl_model` instead of training"""
+
+
+# TRY NOT TO MODIFY: environments behind one batched interface (SMAC's, batched over envs)
+# reset(seed) -> obs [E, N, obs_dim], state [E, S], avail [E, N, act_dim] (True: the agent may take it)
+# step(actions [E, N, act_dim] one-hot) -> obs, state, avail, reward [E], terminated [E], truncated [E], info
+# All torch tensors on the CPU. Finished envs reset at once; info holds the true final
+# observation, state, available actions and alive flags of every env ("final_obs" [E, N, obs_dim],
+# "final_state" [E, S], "final_avail" [E, N, act_dim], "final_alive" [E, N]: equal to the returned
+# ones where no episode ended), "battle_won" [E] and "alive" [E, N] (of the returned observations).
+# SMAX (jaxmarl) reimplements these SMAC maps; its units, rules and time scale differ from StarCraft II's.
+SMAX_MAPS = ("3m", "8m", "2s3z", "3s5z", "5m_vs_6m", "10m_vs_11m", "27m_vs_30m", "3s5z_vs_3s6z", "3s_vs_5z", "6h_vs_8z", "25m")  # fmt: skip
+# every map of oxwhirl/smac's registry (smac.env.starcraft2.maps.smac_maps)
+SC2_MAPS = (
+    "3m", "8m", "25m", "5m_vs_6m", "8m_vs_9m", "10m_vs_11m", "27m_vs_30m", "MMM", "MMM2", "2s3z", "3s5z", "3s5z_vs_3s6z",
+    "3s_vs_3z", "3s_vs_4z", "3s_vs_5z", "1c3s5z", "2m_vs_1z", "corridor", "6h_vs_8z", "2s_vs_1sc", "so_many_baneling",
+    "bane_vs_bane", "2c_vs_64zg",
+)  # fmt: skip
+BACKENDS = {"smax": SMAX_MAPS, "sc2": SC2_MAPS}
+SC2_INSTALL = (
+    "the sc2 backend needs SMAC and StarCraft II: pip install git+https://github.com/oxwhirl/smac.git "
+    "(the PyPI package named `smac` is an unrelated optimiser), StarCraft II (Linux: "
+    "https://github.com/Blizzard/s2client-proto#downloads, unzipped to ~/StarCraftII or $SC2PATH) and the SMAC maps "
+    "(https://github.com/oxwhirl/smac/releases/download/v0.1-beta1/SMAC_Maps.zip, into $SC2PATH/Maps/SMAC_Maps)"
+)
+SC2_REWARD_SCALE_RATE = 20  # SMAC's shaped reward (damage, kills, win bonus) scaled so that the largest episode return, a won battle, is 20
+
+
+@functools.lru_cache(maxsize=None)
+def smax_functions(map_name: str, num_envs: int):
+    """SMAX's env and its pure functions for one map, with the jitted batched reset and step for
+    `num_envs` envs. Cached: adapters of the same size (training and evaluation envs with the
+    default sizes) share one compilation, which takes seconds.
+
+    -> (env, observe, transition, reset(key) -> (env states, observed), step(key, env states, actions [E, N] int32)
+    -> (key, env states, observed, final observed, reward [E], terminated [E], truncated [E], won [E])),
+    where observed = (obs [E, N, obs_dim], state [E, S], avail [E, N, act_dim] bool, alive [E, N] bool).
+    """
+    import jax
+    import jax.numpy as jnp
+
+    # jaxmarl prints notes about optional envs on import, and its optional-MABrax import sets
+    # sys.stdout back to sys.__stdout__ (which defeats contextlib.redirect_stdout): swap both
+    saved_stdout = sys.stdout, sys.__stdout__
+    sys.stdout = sys.__stdout__ = io.StringIO()
+    try:
+        import jaxmarl
+        from jaxmarl.environments.smax import map_name_to_scenario
+    finally:
+        sys.stdout, sys.__stdout__ = saved_stdout
+
+    env = jaxmarl.make("HeuristicEnemySMAX", scenario=map_name_to_scenario(map_name))
+    allies, n_allies = env.agents, env.num_allies
+
+    def observe(env_state):  # one battle -> obs [N, obs_dim], state [S], avail [N, act_dim] bool, alive [N] bool
+        obs, avail = env.get_obs(env_state), env.get_avail_actions(env_state)
+        return (
+            jnp.stack([obs[agent] for agent in allies]), env.get_world_state(env_state),
+            jnp.stack([avail[agent] for agent in allies]).astype(bool), env_state.state.unit_alive[:n_allies],
+        )  # fmt: skip
+
+    def transition(key, env_state, actions):
+        """One battle's step without reset: -> (next env state, team reward, terminated, truncated, won)."""
+        _, next_state, rewards, dones, _ = env.step_env(key, env_state, {agent: actions[i] for i, agent in enumerate(allies)})
+        unit_alive = next_state.state.unit_alive
+        allies_dead, enemies_dead = ~unit_alive[:n_allies].any(), ~unit_alive[n_allies:].any()
+        terminated = allies_dead | enemies_dead
+        truncated = dones["__all__"] & ~terminated  # SMAX's `done` also holds its step limit: a time limit, not a battle's end
+        won = enemies_dead & ~allies_dead  # SMAX pays its win bonus exactly then; `info` has no win flag
+        return next_state, rewards[allies[0]], terminated, truncated, won  # every ally gets the same team reward
+
+    def reset_one(key):
+        # strong dtypes: the step's outputs have them, and a weakly typed input would compile the step twice
+        return jax.tree.map(lambda x: jnp.asarray(x, x.dtype), env.reset(key)[1])
+
+    def reset(key):
+        env_states = jax.vmap(reset_one)(jax.random.split(key, num_envs))
+        return env_states, jax.vmap(observe)(env_states)
+
+    def step(key, env_states, actions):
+        key, *keys = jax.random.split(key, 2 * num_envs + 1)
+        step_keys, reset_keys = jnp.stack(keys[:num_envs]), jnp.stack(keys[num_envs:])
+        final_states, reward, terminated, truncated, won = jax.vmap(transition)(step_keys, env_states, actions)
+        done = terminated | truncated
+        fresh_states = jax.vmap(reset_one)(reset_keys)  # jaxmarl's own auto-reset computes these every step too
+        next_states = jax.tree.map(lambda fresh, final: jnp.where(done.reshape((-1,) + (1,) * (final.ndim - 1)), fresh, final), fresh_states, final_states)  # fmt: skip
+        return key, next_states, jax.vmap(observe)(next_states), jax.vmap(observe)(final_states), reward, terminated, truncated, won  # fmt: skip
+
+    return env, observe, transition, jax.jit(reset), jax.jit(step)
+
+
+class SMAXVecEnv:
+    """`num_envs` SMAX battles (jaxmarl's HeuristicEnemySMAX: our team against SMAX's scripted
+    enemies) stepped by one jitted, vmapped call, with SMAC's interface.
+
+    SMAX's own reward, used as is: each step, the enemy team's lost health as a fraction of its
+    total (each unit's share normalised by its type's health) plus 1 when the battle is won, so a
+    won battle returns exactly 2 (a draw, both teams dead, is no win). SMAX's own step limit
+    (`max_steps` = 100 for every map; it is tested before the step is counted, so episodes last
+    at most 101 steps) ends an episode as a truncation. jaxmarl's `step` auto-resets, returning
+    the new episode's first observation in place of the last one, and reports the step limit as
+    `done`; so this adapter calls the non-resetting `step_env`, tells a battle's end (all allies
+    or all enemies dead) from the step limit, keeps the final observation and resets the finished
+    envs itself, in the same jitted call. Arrays reach torch through DLPack (no copy). Dead units
+    can only take `stop` (SMAX's no-op, action 4).
+    """
+
+    def __init__(self, map_name: str, num_envs: int):
+        import jax
+
+        self.jax, self.num_envs = jax, num_envs
+        env, self.observe, self.transition, self._reset, self._step = smax_functions(map_name, num_envs)
+        self.env = env
+        self.n_agents, self.n_enemies = env.num_allies, env.num_enemies
+        self.obs_dims, self.act_dims, self.state_dim = [env.obs_size] * self.n_agents, [env.num_ally_actions] * self.n_agents, env.state_size
+        self.obs_dim, self.act_dim = env.obs_size, env.num_ally_actions
+        self.action_mask = np.ones((self.n_agents, self.act_dim), bool)  # [N, act_dim]: every agent has all actions
+        self.own_features = slice(env.obs_size - len(env.own_features), env.obs_size)  # an observation ends with its unit's own features
+        self.episode_limit = env.max_steps + 1  # SMAX tests its limit before counting the step
+        self.key = self.states = None
+
+    @staticmethod
+    def _to_torch(arrays):
+        return [torch.from_dlpack(array) for array in arrays]
+
+    def reset(self, seed: Optional[int] = None):
+        # committed to the device like the step's outputs, so the step compiles once, not twice
+        self.key = self.jax.device_put(self.jax.random.PRNGKey(0 if seed is None else seed), self.jax.devices("cpu")[0])
+        self.key, reset_key = self.jax.random.split(self.key)
+        self.states, observed = self._reset(reset_key)
+        obs, state, avail, _ = self._to_torch(observed)
+        return obs, state, avail
+
+    def step(self, actions):
+        choice = torch.as_tensor(actions).argmax(-1).to(torch.int32)  # one-hot [E, N, act_dim] -> action index [E, N]
+        self.key, self.states, observed, final, reward, terminated, truncated, won = self._step(self.key, self.states, self.jax.dlpack.from_dlpack(choice))  # fmt: skip
+        obs, state, avail, alive = self._to_torch(observed)
+        final_obs, final_state, final_avail, final_alive = self._to_torch(final)
+        info = {"final_obs": final_obs, "final_state": final_state, "final_avail": final_avail, "final_alive": final_alive, "battle_won": torch.from_dlpack(won), "alive": alive}  # fmt: skip
+        return obs, state, avail, *self._to_torch((reward, terminated, truncated)), info
+
+    def close(self):
+        pass
+
+
+class StarCraft2VecEnv:
+    """`num_envs` real SMAC battles (oxwhirl/smac's StarCraft2Env, one StarCraft II process each) stepped in turn.
+
+    SMAC's default shaped reward, scaled so a won battle returns 20 (SC2_REWARD_SCALE_RATE). SMAC
+    reports its episode limit as `terminated` with info["episode_limit"]; here that is a truncation.
+    Dead units can only take no-op (action 0).
+    """
+
+    def __init__(self, map_name: str, num_envs: int):
+        try:
+            from smac.env import StarCraft2Env
+        except ImportError:
+            raise ValueError(SC2_INSTALL) from None
+        self.envs = [StarCraft2Env(map_name=map_name, reward_scale=True, reward_scale_rate=SC2_REWARD_SCALE_RATE) for _ in range(num_envs)]  # fmt: skip
+        env_info = self.envs[0].get_env_info()
+        self.num_envs, self.n_agents = num_envs, env_info["n_agents"]
+        self.obs_dim, self.act_dim, self.state_dim = env_info["obs_shape"], env_info["n_actions"], env_info["state_shape"]
+        self.obs_dims, self.act_dims = [self.obs_dim] * self.n_agents, [self.act_dim] * self.n_agents
+        self.action_mask = np.ones((self.n_agents, self.act_dim), bool)  # [N, act_dim]
+        own_size = self.envs[0].get_obs_own_feats_size()
+        self.own_features = slice(self.obs_dim - own_size, self.obs_dim)  # SMAC's observation ends with the unit's own features
+        self.episode_limit = env_info["episode_limit"]
+
+    def _observe(self, env):  # -> obs [N, obs_dim], state [S], avail [N, act_dim] bool, alive [N] bool
+        alive = [env.get_unit_by_id(i).health > 0 for i in range(self.n_agents)]
+        return np.asarray(env.get_obs(), np.float32), np.asarray(env.get_state(), np.float32), np.asarray(env.get_avail_actions(), bool), np.asarray(alive)  # fmt: skip
+
+    def reset(self, seed: Optional[int] = None):
+        # StarCraft2Env seeds its game at creation, not per reset
+        try:
+            for env in self.envs:
+                env.reset()
+        except Exception as error:  # StarCraft II missing or failing to start: a pysc2/OS error deep in the launch
+            raise ValueError(f"StarCraft II did not start ({type(error).__name__}: {error}); {SC2_INSTALL}") from None
+        observed = [self._observe(env) for env in self.envs]
+        return tuple(torch.as_tensor(np.stack(parts)) for parts in list(zip(*observed))[:3])
+
+    def step(self, actions):
+        choice = torch.as_tensor(actions).argmax(-1).numpy()  # one-hot [E, N, act_dim] -> action index [E, N]
+        reward = np.empty(self.num_envs, np.float32)
+        terminated, truncated, won = np.zeros(self.num_envs, bool), np.zeros(self.num_envs, bool), np.zeros(self.num_envs, bool)
+        next_observed, final_observed = [], []
+        for e, env in enumerate(self.envs):
+            reward[e], done, env_info = env.step(choice[e].tolist())
+            truncated[e] = done and env_info.get("episode_limit", False)
+            terminated[e] = done and not truncated[e]
+            won[e] = env_info.get("battle_won", False)
+            final_observed.append(self._observe(env))
+            if done:
+                env.reset()
+            next_observed.append(self._observe(env) if done else final_observed[-1])
+        obs, state, avail, alive = (torch.as_tensor(np.stack(parts)) for parts in zip(*next_observed))
+        final_obs, final_state, final_avail, final_alive = (torch.as_tensor(np.stack(parts)) for parts in zip(*final_observed))
+        info = {"final_obs": final_obs, "final_state": final_state, "final_avail": final_avail, "final_alive": final_alive, "battle_won": torch.as_tensor(won), "alive": alive}  # fmt: skip
+        return obs, state, avail, torch.as_tensor(reward), torch.as_tensor(terminated), torch.as_tensor(truncated), info
+
+    def close(self):
+        for env in self.envs:
+            env.close()
+
+
+def make_env(env_id: str, num_envs: int, render_mode=None, backend: str = "smax"):
+    """The batched SMAC adapter for map `env_id`; raises ValueError naming the backend's maps."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
+    if env_id not in BACKENDS[backend]:
+        hint = "; SMAX lacks it: try --backend sc2" if backend == "smax" and env_id in SC2_MAPS else ""
+        raise ValueError(f"unknown map {env_id!r} for the {backend} backend; valid: {', '.join(BACKENDS[backend])}{hint}")
+    if backend == "sc2":
+        return StarCraft2VecEnv(env_id, num_envs)
+    return SMAXVecEnv(env_id, num_envs)
+
+
+def random_available_actions(avail: np.ndarray) -> np.ndarray:
+    """Uniform random warm-up actions among the available ones: avail [E, N, A] -> one-hot [E, N, A].
+
+    The argmax of i.i.d. uniform scores is uniform over the entries it may pick from."""
+    scores = np.where(avail, np.random.random(avail.shape), -1.0)
+    return np.eye(avail.shape[-1], dtype=np.float32)[scores.argmax(-1)]
+
+
+def critic_state(obs: torch.Tensor, state: torch.Tensor, own_features: slice, state_type: str) -> torch.Tensor:
+    """The critic's state. EP: the env's global state [B, S]. FP (the official SMAC option):
+    one row per agent, the global state plus that agent's own features and one-hot id,
+    [B, N, S + own + N]; the critic then scores every row and the losses average over them."""
+    if state_type == "EP":
+        return state
+    n_agents = obs.shape[1]
+    agent_ids = torch.eye(n_agents, dtype=state.dtype, device=state.device).expand(len(state), -1, -1)
+    return torch.cat([state.unsqueeze(1).expand(-1, n_agents, -1), obs[..., own_features], agent_ids], -1)
+
+
+# ALGO LOGIC: initialize agent here:
+MASKED_LOGIT = -1e10  # unavailable actions: exp underflows to an exact 0 probability, and no NaN
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """x @ weight.T + bias for one layer ([out, in]) or a stack of layers ([K, out, in], x [K, B, in])."""
+    if weight.dim() == 2:
+        return F.linear(x, weight, bias)
+    return torch.baddbmm(bias.unsqueeze(-2), x, weight.transpose(-1, -2))
+
+
+def layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, feature_mask=None, eps: float = 1e-5) -> torch.Tensor:
+    """LayerNorm over the last dim with one layer's weight [D] or a stack [K, D] (x [K, B, D]).
+
+    `feature_mask` ([D] or [K, D]) leaves zero-padded input features out of the mean and
+    variance, so a padded agent normalises exactly as its own unpadded observation would.
+    """
+    if weight.dim() == 2:  # stacked: [K, D] -> [K, 1, D]
+        weight, bias = weight.unsqueeze(1), bias.unsqueeze(1)
+        feature_mask = None if feature_mask is None else feature_mask.unsqueeze(1)
+    if feature_mask is None:
+        normalised = F.layer_norm(x, x.shape[-1:], eps=eps)
+    else:
+        count = feature_mask.sum(-1, keepdim=True)
+        centred = (x - (x * feature_mask).sum(-1, keepdim=True) / count) * feature_mask
+        normalised = centred * torch.rsqrt(centred.pow(2).sum(-1, keepdim=True) / count + eps)
+    return normalised * weight + bias
+
+
+class Actor(nn.Module):
+    """One agent's categorical policy over its discrete actions (the official discrete actor).
+
+    MLP: LayerNorm on the input features, then Linear-ReLU-LayerNorm twice, then a linear layer
+    to the logits; orthogonal init (gain sqrt(2), the logits layer 0.01: a near-uniform start).
+    """
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden_dim: int):
+        super().__init__()
+        self.obs_dim, self.act_dim = obs_dim, act_dim
+        self.input_norm = nn.LayerNorm(obs_dim)
+        self.fc1, self.norm1 = nn.Linear(obs_dim, hidden_dim), nn.LayerNorm(hidden_dim)
+        self.fc2, self.norm2 = nn.Linear(hidden_dim, hidden_dim), nn.LayerNorm(hidden_dim)
+        self.fc_logits = nn.Linear(hidden_dim, act_dim)
+        for layer, gain in ((self.fc1, math.sqrt(2)), (self.fc2, math.sqrt(2)), (self.fc_logits, 0.01)):
+            nn.init.orthogonal_(layer.weight, gain)
+            nn.init.zeros_(layer.bias)
+        self.register_buffer("obs_mask", torch.ones(obs_dim), persistent=False)
+
+    def layers(self):
+        """(obs_mask, norm0 w, b, w1, b1, norm1 w, b, w2, b2, norm2 w, b, w_logits, b_logits), as `sample_actions` takes them."""
+        return (
+            self.obs_mask, self.input_norm.weight, self.input_norm.bias, self.fc1.weight, self.fc1.bias,
+            self.norm1.weight, self.norm1.bias, self.fc2.weight, self.fc2.bias, self.norm2.weight, self.norm2.bias,
+            self.fc_logits.weight, self.fc_logits.bias,
+        )  # fmt: skip
+
+    def padded_layers(self, obs_dim: int, act_dim: int):
+        """`layers()` zero-padded to (obs_dim, act_dim), for stacking with other agents'.
+        Padded logits are masked out by the action mask."""
+        if (obs_dim, act_dim) == (self.obs_dim, self.act_dim):
+            return self.layers()
+        pad_in, pad_out = (0, obs_dim - self.obs_dim), (0, act_dim - self.act_dim)
+        return (
+            F.pad(self.obs_mask, pad_in), F.pad(self.input_norm.weight, pad_in), F.pad(self.input_norm.bias, pad_in),
+            F.pad(self.fc1.weight, pad_in), self.fc1.bias, self.norm1.weight, self.norm1.bias,
+            self.fc2.weight, self.fc2.bias, self.norm2.weight, self.norm2.bias,
+            F.pad(self.fc_logits.weight, (0, 0, *pad_out)), F.pad(self.fc_logits.bias, pad_out),
+        )  # fmt: skip
+
+    def forward(self, obs: torch.Tensor, deterministic: bool = False, action_mask: Optional[torch.Tensor] = None):
+        """obs [..., obs_dim] (padding beyond obs_dim is ignored), action_mask [..., act_dim] (None: all)
+        -> one-hot action [..., act_dim], log_prob [...]."""
+        mask = None if action_mask is None else action_mask[..., : self.act_dim]
+        return sample_actions(obs[..., : self.obs_dim], self.layers(), mask, deterministic)
+
+
+def stack_actor_weights(actors, policy_of_agent, obs_dim: int, act_dim: int):
+    """All agents' weights stacked on a leading agent dim, so acting for every agent is one
+    batched matmul per layer (a Python loop over agents would run N small matmuls)."""
+    per_agent = [actors[p].padded_layers(obs_dim, act_dim) for p in policy_of_agent]
+    return tuple(torch.stack(layer) for layer in zip(*per_agent))
+
+
+def masked_logits(obs, weights, action_mask=None) -> torch.Tensor:
+    """obs [..., obs_dim] with one agent's `Actor.layers()`, or [N, B, obs_dim] with
+    `stack_actor_weights` -> logits [..., act_dim], MASKED_LOGIT where `action_mask` is False."""
+    obs_mask, norm0_w, norm0_b, w1, b1, norm1_w, norm1_b, w2, b2, norm2_w, norm2_b, w_logits, b_logits = weights
+    features = layer_norm(obs, norm0_w, norm0_b, obs_mask)
+    hidden = layer_norm(F.relu(linear(features, w1, b1)), norm1_w, norm1_b)
+    hidden = layer_norm(F.relu(linear(hidden, w2, b2)), norm2_w, norm2_b)
+    logits = linear(hidden, w_logits, b_logits)
+    if action_mask is not None:  # masked_fill: the masked logits get no gradient
+        logits = logits.masked_fill(~action_mask, MASKED_LOGIT)
+    return logits
+
+
+def sample_actions(obs, weights, action_mask=None, deterministic: bool = False):
+    """Straight-through Gumbel-Softmax actions and their log-probabilities.
+
+    obs [..., obs_dim] with one agent's `Actor.layers()`, or [N, B, obs_dim] with
+    `stack_actor_weights`; `action_mask` (bool, broadcastable to [N, B, act_dim]) hides
+    unavailable actions. Returns a one-hot action [..., act_dim] and log pi(action) [...].
+    The forward value is an exact categorical sample (Gumbel-max), so rollouts use this too;
+    the gradient is that of the Gumbel-Softmax relaxation (temperature 1). Deterministic:
+    the most probable available action.
+    """
+    logits = masked_logits(obs, weights, action_mask)
+    log_policy = F.log_softmax(logits, -1)  # [..., act_dim]
+    if deterministic:
+        action = F.one_hot(logits.argmax(-1), logits.shape[-1]).to(logits.dtype)
+    else:
+        gumbel_noise = -torch.empty_like(logits).exponential_().log()  # -log(Exp(1)) ~ Gumbel(0, 1)
+        soft = F.softmax(logits + gumbel_noise, -1)
+        hard = F.one_hot(soft.argmax(-1), logits.shape[-1]).to(logits.dtype)
+        action = hard - soft.detach() + soft  # straight-through: one-hot forward, soft gradient
+    return action, (action * log_policy).sum(-1)
+
+
+class SoftQNetwork(nn.Module):
+    """Twin soft Q-functions Q_1, Q_2 on (global state, joint action), fused into one network.
+
+    Each layer holds both twins' weights, so one batched matmul evaluates both. Plain MLP
+    (ReLU, ReLU, linear) with PyTorch's default init, as in the official implementation.
+    The state is [B, S] (EP) or R rows per sample [B, R, S] (FP: one per agent), each row
+    scored with the sample's joint action: Q values come back as [2, B, R] (R = 1 for EP).
+    """
+
+    def __init__(self, state_dim: int, joint_action_dim: int, hidden_dim: int):
+        super().__init__()
+        self.state_dim, self.hidden_dim = state_dim, hidden_dim
+        twins = [[nn.Linear(state_dim + joint_action_dim, hidden_dim), nn.Linear(hidden_dim, hidden_dim), nn.Linear(hidden_dim, 1)] for _ in range(2)]  # fmt: skip
+        self.weights = nn.ParameterList(nn.Parameter(torch.stack([layer.weight.data for layer in layers])) for layers in zip(*twins))  # fmt: skip
+        self.biases = nn.ParameterList(nn.Parameter(torch.stack([layer.bias.data for layer in layers])) for layers in zip(*twins))  # fmt: skip
+
+    def state_features(self, state: torch.Tensor) -> torch.Tensor:
+        """The state's part of both twins' first layer: [B, S] -> [2, B, hidden] ([B, R, S] -> [2, B * R, hidden]).
+
+        The critic has no normalisation layer, so this is exact and can be computed once per
+        update for all the sequential actor steps, which change only the action part.
+        """
+        state = state.flatten(0, -2)  # FP: the rows of one sample stay next to each other
+        w1_state = self.weights[0][:, :, : self.state_dim]
+        return torch.baddbmm(self.biases[0].unsqueeze(1), state.expand(2, -1, -1), w1_state.transpose(1, 2))
+
+    def q_values(self, state_features: torch.Tensor, joint_action: torch.Tensor) -> torch.Tensor:
+        """[2, B * R, hidden], joint action [B, N * act_dim] -> Q_1, Q_2 as [2, B, R]."""
+        rows = state_features.shape[1] // len(joint_action)
+        if rows > 1:  # FP: every agent's row is scored with the same joint action
+            joint_action = joint_action.repeat_interleave(rows, 0)
+        w1_action = self.weights[0][:, :, self.state_dim :]
+        hidden = F.relu(torch.baddbmm(state_features, joint_action.expand(2, -1, -1), w1_action.transpose(1, 2)))
+        hidden = F.relu(linear(hidden, self.weights[1], self.biases[1]))
+        return linear(hidden, self.weights[2], self.biases[2]).view(2, -1, rows)
+
+    def forward(self, state: torch.Tensor, joint_action: torch.Tensor) -> torch.Tensor:
+        return self.q_values(self.state_features(state), joint_action)
+
+
+class ValueNorm(nn.Module):
+    """Running mean and variance of the critic's targets (the official implementation's ValueNorm,
+    from MAPPO): debiased exponential moving averages with weight `beta` per update. With it the
+    critic regresses normalised targets; every Q value used as a value is denormalised first."""
+
+    def __init__(self, beta: float = 0.99999, epsilon: float = 1e-5):
+        super().__init__()
+        self.beta, self.epsilon = beta, epsilon
+        self.register_buffer("running_mean", torch.zeros(()))
+        self.register_buffer("running_mean_sq", torch.zeros(()))
+        self.register_buffer("debiasing_term", torch.zeros(()))
+
+    def mean_std(self):
+        mean = self.running_mean / self.debiasing_term.clamp(min=self.epsilon)
+        mean_sq = self.running_mean_sq / self.debiasing_term.clamp(min=self.epsilon)
+        return mean, (mean_sq - mean**2).clamp(min=1e-2).sqrt()
+
+    @torch.no_grad()
+    def update(self, x: torch.Tensor):
+        self.running_mean.lerp_(x.mean(), 1 - self.beta)
+        self.running_mean_sq.lerp_((x**2).mean(), 1 - self.beta)
+        self.debiasing_term.lerp_(torch.ones(()), 1 - self.beta)
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        mean, std = self.mean_std()
+        return (x - mean) / std
+
+    def denormalize(self, x: torch.Tensor) -> torch.Tensor:
+        mean, std = self.mean_std()
+        return x * std + mean
+
+
+class Batch(NamedTuple):
+    obs: torch.Tensor  # [B, N, obs_dim]
+    state: torch.Tensor  # [B, S] (EP) or [B, N, S_FP] (FP)
+    actions: torch.Tensor  # [B, N, act_dim]
+    rewards: torch.Tensor  # [B, 1] n-step discounted reward sum
+    next_obs: torch.Tensor  # [B, N, obs_dim] k <= n steps later
+    next_state: torch.Tensor  # [B, S] or [B, N, S_FP]
+    terminations: torch.Tensor  # [B, 1] 1 if the episode really ended within the k steps
+    discounts: torch.Tensor  # [B, 1] gamma^k
+    avail: Optional[torch.Tensor] = None  # [B, N, act_dim] bool, the actions available at s (None: all)
+    next_avail: Optional[torch.Tensor] = None  # [B, N, act_dim] bool, at s'
+    alive: Optional[torch.Tensor] = None  # [B, N] 1.0 where the agent is alive at s (None: all)
+
+
+def masked_mean(x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """The mean of x over the entries where mask (same shape, 0/1) is 1; the plain mean without a mask."""
+    if mask is None:
+        return x.mean()
+    return (x * mask).sum() / mask.sum().clamp(min=1.0)
+
+
+def critic_target(qf_target, batch: Batch, next_actions, next_log_probs, alphas, value_norm: Optional[ValueNorm] = None) -> torch.Tensor:
+    """Soft n-step Bellman target y [B, R] (Eq. 5-6, Algorithm 2; R = 1 for EP, N for FP).
+
+    next_actions [B, N, act_dim] and next_log_probs [B, N] are fresh samples from the current
+    policies. The entropy term is sum_i alpha^i log pi^i, which matches each actor's loss
+    when temperatures are per agent (the official implementation instead tunes one separate
+    critic temperature on sum_i log pi^i). With `value_norm` the target critic's normalised
+    values are denormalised, so y is in reward units.
+    """
+    next_q = qf_target(batch.next_state, next_actions.flatten(1)).min(0).values  # [B, R]
+    if value_norm is not None:
+        next_q = value_norm.denormalize(next_q)
+    soft_value = next_q - (next_log_probs * alphas).sum(-1, keepdim=True)
+    return batch.rewards + batch.discounts * (1 - batch.terminations) * soft_value
+
+
+def actor_loss(qf, state_features, joint_action, log_probs, alphas, mask: Optional[torch.Tensor] = None, value_norm: Optional[ValueNorm] = None) -> torch.Tensor:  # fmt: skip
+    """Eq. 10: E[alpha^i log pi^i(a^i|o^i) - min_j Q_j(s, a)] for the agents being updated.
+
+    log_probs [B, G] and alphas [G] of the G agents updated in this step (one, or all with
+    --share-param); joint_action [B, N, act_dim] holds their fresh actions. `mask` [B, G]
+    (use_policy_active_masks) leaves out the samples in which none of them is alive; FP's
+    R rows per sample are averaged.
+    """
+    min_q = qf.q_values(state_features, joint_action.flatten(1)).min(0).values  # [B, R]
+    if value_norm is not None:
+        min_q = value_norm.denormalize(min_q)
+    per_sample = (log_probs * alphas).sum(-1) - min_q.mean(-1)  # [B]
+    return masked_mean(per_sample, None if mask is None else mask.amax(-1))
+
+
+def alpha_loss(log_alpha: torch.Tensor, log_probs: torch.Tensor, target_entropy, mask: Optional[torch.Tensor] = None) -> torch.Tensor:  # fmt: skip
+    """Appendix H.1: J(alpha) = E[-alpha (log pi + target entropy)], optimised on log alpha.
+    target_entropy: a float, or one per sample [B]; mask [B] leaves dead agents' samples out."""
+    return masked_mean(-log_alpha.exp() * (log_probs.detach() + target_entropy), mask)
+
+
+@torch.no_grad()
+def soft_update(target: nn.Module, online: nn.Module, tau: float):
+    """Polyak averaging: target <- (1 - tau) target + tau online."""
+    torch._foreach_lerp_(list(target.parameters()), list(online.parameters()), tau)
+
+
+class Learner(NamedTuple):
+    """Everything one update reads and changes."""
+
+    actors: list  # one Actor per policy (one in all with --share-param)
+    policy_of_agent: list  # agent index -> index into actors
+    actor_optimizers: list
+    qf: SoftQNetwork
+    qf_target: SoftQNetwork
+    q_optimizer: optim.Optimizer
+    log_alphas: list  # one scalar tensor per agent
+    alpha_optimizers: Optional[list]  # None: fixed temperature
+    target_entropies: list  # target_entropy_scale * log|A^i|: the targets when every action is available
+    action_mask: torch.Tensor  # [N, 1, act_dim]
+    target_entropy_scale: Optional[float] = None  # per-state targets scale * log|available actions| (batches with `avail`)
+    value_norm: Optional[ValueNorm] = None  # None: the critic learns raw values
+    huber_delta: Optional[float] = None  # None: MSE critic loss
+
+
+def hasac_update(learner: Learner, batch: Batch, agent_order, tau: float) -> dict:
+    """One full HASAC update: the critic, then each agent in `agent_order` in turn, then the
+    target critic. Returns the losses as tensors (no host sync here).
+
+    Where the batch has them, the env's available actions at s and s' mask every sample, and
+    (use_policy_active_masks) the alive flags leave dead agents out of their actor and temperature losses."""
+    actors, qf, mask = learner.actors, learner.qf, learner.action_mask
+    n_agents = len(learner.policy_of_agent)
+    obs_dim, act_dim = batch.obs.shape[-1], batch.actions.shape[-1]
+    alphas = torch.stack(learner.log_alphas).detach().exp()  # [N]
+    if batch.avail is not None:  # [N, 1, act_dim] & [N, 2B, act_dim]: s' first, then s
+        mask = mask & torch.cat([batch.next_avail, batch.avail]).transpose(0, 1)
+
+    # The current policies' actions at s' (for the critic's target) and at s (for the actor
+    # steps), in one batched call: no actor changes before the actor steps.
+    with torch.no_grad():
+        weights = stack_actor_weights(actors, learner.policy_of_agent, obs_dim, act_dim)
+        both_obs = torch.cat([batch.next_obs, batch.obs]).transpose(0, 1)  # [N, 2B, obs_dim]
+        both_actions, both_log_probs = sample_actions(both_obs, weights, mask)
+        next_actions, actions = both_actions.transpose(0, 1).split(len(batch.obs))  # [B, N, act_dim] each
+        next_log_probs = both_log_probs.T[: len(batch.obs)]  # [B, N]
+        actions = actions.contiguous()
+
+    # Critic: joint soft policy evaluation with fresh next actions (Eq. 5-6)
+    with torch.no_grad():
+        target = critic_target(learner.qf_target, batch, next_actions, next_log_probs, alphas, learner.value_norm)
+        if learner.value_norm is not None:  # statistics of the real targets, then regress their normalised values
+            learner.value_norm.update(target)
+            target = learner.value_norm.normalize(target)
+    q_values = qf(batch.state, batch.actions.flatten(1))  # [2, B, R]
+    if learner.huber_delta is None:
+        qf1_loss, qf2_loss = F.mse_loss(q_values[0], target), F.mse_loss(q_values[1], target)
+    else:  # robust to the large errors of early targets (official SMAC setup)
+        qf1_loss, qf2_loss = (F.huber_loss(q_values[j], target, delta=learner.huber_delta) for j in range(2))
+    learner.q_optimizer.zero_grad(set_to_none=True)
+    (qf1_loss + qf2_loss).backward()
+    learner.q_optimizer.step()
+
+    # Actors: heterogeneous-agent soft policy improvement, one agent after another (Eq. 10)
+    with torch.no_grad():
+        state_features = qf.state_features(batch.state)
+    # with --share-param the one shared actor takes a single step on all agents' actions
+    groups = [slice(0, n_agents)] if len(actors) == 1 else [slice(i, i + 1) for i in agent_order]
+    qf.requires_grad_(False)
+    actor_losses, alpha_losses, entropies = [], [], []
+    for step, agents in enumerate(groups):
+        policy = learner.policy_of_agent[agents.start]
+        actor = actors[policy]
+        avail = None if batch.avail is None else batch.avail[:, agents]  # [B, G, act_dim]
+        alive = None if batch.alive is None else batch.alive[:, agents]  # [B, G]
+        new_actions, new_log_probs = actor(batch.obs[:, agents], action_mask=avail)  # [B, G, act_dim_i], [B, G]
+        joint_action = actions.clone()
+        joint_action[:, agents, : actor.act_dim] = new_actions
+        loss = actor_loss(qf, state_features, joint_action, new_log_probs, alphas[agents], mask=alive, value_norm=learner.value_norm)
+        learner.actor_optimizers[policy].zero_grad(set_to_none=True)
+        loss.backward()
+        learner.actor_optimizers[policy].step()
+        actor_losses.append(loss.detach())
+        entropies.append(-masked_mean(new_log_probs.detach(), alive))
+        if learner.alpha_optimizers is not None:
+            for g, i in enumerate(range(agents.start, agents.stop)):
+                target_entropy = learner.target_entropies[i]
+                if avail is not None:  # a fraction of the maximum entropy in each state: log|available actions|
+                    target_entropy = (learner.target_entropy_scale * mask[i, len(batch.obs) :].sum(-1).double().log()).float()
+                alive_i = None if alive is None else alive[:, g]
+                temperature_loss = alpha_loss(learner.log_alphas[i], new_log_probs[:, g], target_entropy, mask=alive_i)
+                learner.alpha_optimizers[i].zero_grad(set_to_none=True)
+                temperature_loss.backward()
+                learner.alpha_optimizers[i].step()
+                alpha_losses.append(temperature_loss.detach())
+        if step < len(groups) - 1:  # later agents act against this agent's updated policy
+            with torch.no_grad():
+                resampled, _ = actor(batch.obs[:, agents], action_mask=avail)
+                actions[:, agents, : actor.act_dim] = resampled
+    qf.requires_grad_(True)
+
+    soft_update(learner.qf_target, qf, tau)
+    qf1_values = q_values[0].detach() if learner.value_norm is None else learner.value_norm.denormalize(q_values[0].detach())
+    return {
+        "qf1_loss": qf1_loss.detach(), "qf2_loss": qf2_loss.detach(), "qf1_values": qf1_values.mean(),
+        "actor_loss": torch.stack(actor_losses).mean(), "alpha_loss": torch.stack(alpha_losses).mean() if alpha_losses else None,
+        "entropy": torch.stack(entropies).mean(), "alphas": alphas,
+    }  # fmt: skip
+
+
+def build_learner(envs: SMAXVecEnv, args: Args, device: torch.device) -> Learner:
+    n_policies = 1 if args.share_param else envs.n_agents
+    actors = [Actor(envs.obs_dims[i], envs.act_dims[i], args.hidden_dim).to(device) for i in range(n_policies)]
+    state_dim = critic_state(torch.zeros(1, envs.n_agents, envs.obs_dim), torch.zeros(1, envs.state_dim), envs.own_features, args.state_type).shape[-1]  # fmt: skip
+    qf = SoftQNetwork(state_dim, envs.n_agents * envs.act_dim, args.hidden_dim).to(device)
+    qf_target = SoftQNetwork(state_dim, envs.n_agents * envs.act_dim, args.hidden_dim).to(device)
+    qf_target.load_state_dict(qf.state_dict())
+    log_alphas = [torch.full((), float(np.log(args.alpha)), device=device, requires_grad=args.autotune) for _ in range(envs.n_agents)]
+    return Learner(
+        actors=actors,
+        policy_of_agent=[0] * envs.n_agents if args.share_param else list(range(envs.n_agents)),
+        actor_optimizers=[optim.Adam(actor.parameters(), lr=args.policy_lr, fused=True) for actor in actors],
+        qf=qf,
+        qf_target=qf_target,
+        q_optimizer=optim.Adam(qf.parameters(), lr=args.q_lr, fused=True),
+        log_alphas=log_alphas,
+        alpha_optimizers=[optim.Adam([log_alpha], lr=args.alpha_lr) for log_alpha in log_alphas] if args.autotune else None,
+        # Appendix H.1: a fraction of agent i's maximum entropy log|A^i|. The official implementation
+        # computes its discrete target from np.prod(Discrete(n).shape), which is 1 (a Discrete
+        # space's shape is ()), so the target works out to log 1 = 0: every policy with any
+        # entropy then lowers alpha, which decays to zero. This is not copied. SMAC's available
+        # actions change with every state (enemies in range, dead units), so the update uses
+        # target_entropy_scale * log|available actions| per sample; these are the targets
+        # when every action is available.
+        target_entropies=[args.target_entropy_scale * math.log(dim) for dim in envs.act_dims],
+        action_mask=torch.as_tensor(envs.action_mask, device=device).unsqueeze(1),
+        target_entropy_scale=args.target_entropy_scale,
+        value_norm=ValueNorm().to(device) if args.use_valuenorm else None,
+        huber_delta=args.huber_delta if args.use_huber_loss else None,
+    )
+
+
+@torch.no_grad()
+def act(learner: Learner, obs: torch.Tensor, deterministic: bool = False, avail: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """obs [E, N, obs_dim], avail [E, N, act_dim] (None: every agent's own actions) -> one-hot
+    actions [E, N, act_dim] from every agent's policy at once."""
+    weights = stack_actor_weights(learner.actors, learner.policy_of_agent, obs.shape[-1], learner.action_mask.shape[-1])
+    mask = learner.action_mask if avail is None else learner.action_mask & avail.transpose(0, 1).bool()  # [N, E, act_dim]
+    actions, _ = sample_actions(obs.transpose(0, 1), weights, mask, deterministic)
+    return actions.transpose(0, 1)
+
+
+def evaluate(learner: Learner, envs: SMAXVecEnv, n_episodes: int, seed: int, device, frames: Optional[list] = None, wins: Optional[list] = None):  # fmt: skip
+    """Team returns of `n_episodes` episodes with deterministic actions (argmax of the available actions).
+    With `wins`, whether each of those episodes was won is appended to it. `frames`: not supported
+    here (no renderer), kept for the shared signature."""
+    obs, _, avail = envs.reset(seed=seed)
+    returns, episode_return = [], np.zeros(envs.num_envs)
+    while len(returns) < n_episodes:
+        actions = act(learner, obs.to(device), deterministic=True, avail=avail.to(device))
+        obs, _, avail, reward, terminated, truncated, info = envs.step(actions.cpu())
+        episode_return += reward.numpy()
+        for e in np.flatnonzero((terminated | truncated).numpy()):
+            returns.append(episode_return[e])
+            episode_return[e] = 0.0
+            if wins is not None:
+                wins.append(bool(info["battle_won"][e]))
+    if wins is not None:
+        del wins[n_episodes:]
+    return returns[:n_episodes]
+
+
+def save_checkpoint(path: str, learner: Learner, args: Args, global_step: int):
+    torch.save(
+        {
+            "args": asdict(args),
+            "global_step": global_step,
+            "actors": [actor.state_dict() for actor in learner.actors],
+            "qf": learner.qf.state_dict(),
+            "qf_target": learner.qf_target.state_dict(),
+            "log_alphas": torch.stack(learner.log_alphas).detach(),
+            "value_norm": None if learner.value_norm is None else learner.value_norm.state_dict(),
+        },
+        path + ".tmp",
+    )
+    os.replace(path + ".tmp", path)  # an interrupted save never leaves a truncated checkpoint
+
+
+def load_checkpoint(path: str, device: torch.device):
+    """-> (the saved run's Args, a Learner holding its weights)."""
+    checkpoint = torch.load(path, map_location=device, weights_only=False)
+    saved_args = Args(**checkpoint["args"])
+    envs = make_env(saved_args.env_id, 1, backend=saved_args.backend)
+    learner = build_learner(envs, saved_args, device)
+    envs.close()
+    for actor, state_dict in zip(learner.actors, checkpoint["actors"]):
+        actor.load_state_dict(state_dict)
+    learner.qf.load_state_dict(checkpoint["qf"])
+    learner.qf_target.load_state_dict(checkpoint["qf_target"])
+    with torch.no_grad():
+        for log_alpha, value in zip(learner.log_alphas, checkpoint["log_alphas"]):
+            log_alpha.copy_(value)
+    if learner.value_norm is not None:
+        learner.value_norm.load_state_dict(checkpoint["value_norm"])
+    return saved_args, learner
+
+
+def check_args(args: Args):
+    """Bad flag combinations end the run with one line naming what is valid."""
+    positive = ("total_timesteps", "num_envs", "buffer_size", "batch_size", "train_interval", "gradient_steps", "n_step", "hidden_dim", "eval_interval", "eval_episodes")  # fmt: skip
+    for name in positive:
+        if getattr(args, name) <= 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    if not 0 < args.tau <= 1 or not 0 <= args.gamma <= 1:
+        raise ValueError("--tau must be in (0, 1] and --gamma in [0, 1]")
+    if args.alpha <= 0:
+        raise ValueError("--alpha must be positive (it is the initial value with --autotune)")
+    if args.buffer_size // args.num_envs <= args.n_step:
+        raise ValueError("--buffer-size / --num-envs must exceed --n-step")
+    if args.cuda and not torch.cuda.is_available():
+        raise ValueError("--cuda was given but torch.cuda.is_available() is False; drop --cuda to train on the CPU")
+    # SMAC specific
+    if args.backend not in BACKENDS:
+        raise ValueError(f"unknown --backend {args.backend!r}; valid: {', '.join(BACKENDS)}")
+    if args.state_type not in ("EP", "FP"):
+        raise ValueError(f"unknown --state-type {args.state_type!r}; valid: EP (the env's state), FP (state plus each agent's own features)")
+    if args.huber_delta <= 0:
+        raise ValueError(f"--huber-delta must be positive, got {args.huber_delta}")
+    if not 0 <= args.target_entropy_scale <= 1:
+        raise ValueError(f"--target-entropy-scale must be in [0, 1] (a fraction of the maximum entropy), got {args.target_entropy_scale}")
+    if args.capture_video:
+        raise ValueError("--capture-video is not supported by hasac_smac.py (SMAX has no frame renderer here; StarCraft II saves replays); drop it")
+
+
+if __name__ == "__main__":
+    args = tyro.cli(Args)
+    try:
+        check_args(args)
+        device = torch.device("cuda" if args.cuda else "cpu")
+        if args.eval_checkpoint is None:
+            envs = make_env(args.env_id, args.num_envs, backend=args.backend)
+            if args.share_param and (len(set(envs.obs_dims)) > 1 or len(set(envs.act_dims)) > 1):
+                raise ValueError(f"--share-param needs equal agent spaces; {args.env_id} has obs dims {envs.obs_dims} and action dims {envs.act_dims}")
+    except ValueError as error:
+        raise SystemExit(f"error: {error}") from None
+
+    # TRY NOT TO MODIFY: seeding
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+
+    if args.eval_checkpoint is not None:
+        try:
+            saved_args, learner = load_checkpoint(args.eval_checkpoint, device)
+        except (OSError, KeyError, RuntimeError, ValueError) as error:
+            raise SystemExit(f"error: cannot load checkpoint {args.eval_checkpoint!r}: {error}") from None
+        try:
+            eval_envs = make_env(saved_args.env_id, min(args.eval_episodes, saved_args.num_envs), backend=saved_args.backend)
+            wins = []
+            returns = evaluate(learner, eval_envs, args.eval_episodes, args.seed, device, wins=wins)
+        except ValueError as error:
+            raise SystemExit(f"error: {error}") from None
+        print(f"{saved_args.env_id}: eval/episodic_return {np.mean(returns):.2f} +- {np.std(returns):.2f}, eval/win_rate {np.mean(wins):.3f} over {len(returns)} episodes")  # fmt: skip
+        sys.exit(0)
+
+    run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    if args.track:
+        try:
+            import wandb
+        except ImportError:
+            raise SystemExit("error: --track needs wandb; pip install wandb") from None
+        wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, sync_tensorboard=True, config=vars(args), name=run_name, save_code=True)  # fmt: skip
+    from torch.utils.tensorboard import SummaryWriter
+
+    writer = SummaryWriter(f"runs/{run_name}")
+    writer.add_text("hyperparameters", "|param|value|\n|-|-|\n%s" % ("\n".join([f"|{key}|{value}|" for key, value in vars(args).items()])))  # fmt: skip
+    model_path = f"runs/{run_name}/{args.exp_name}.cleanrl_model"
+
+    # ALGO LOGIC: the learner, the replay memory and the evaluation envs
+    learner = build_learner(envs, args, device)
+    n_agents, obs_dim, act_dim = envs.n_agents, envs.obs_dim, envs.act_dim
+    stored_obs_dim = n_agents * obs_dim
+    # one replay row: observations, the env's state, the available actions and the alive flags
+    # (0/1 floats); the critic's FP state is rebuilt from the first two when sampled
+    split_sizes = (stored_obs_dim, envs.state_dim, n_agents * act_dim, n_agents)
+
+    def pack(obs: torch.Tensor, state: torch.Tensor, avail: torch.Tensor, alive: torch.Tensor) -> np.ndarray:  # -> [E, sum(split_sizes)]
+        return torch.cat([obs.flatten(1), state, avail.flatten(1).float(), alive.float()], 1).numpy()
+
+    def unpack(flat: torch.Tensor):  # [B, sum(split_sizes)] -> obs [B, N, obs_dim], critic state, avail [B, N, act_dim] bool, alive [B, N]
+        obs, state, avail, alive = flat.split(split_sizes, 1)
+        obs = obs.view(-1, n_agents, obs_dim)
+        return obs, critic_state(obs, state, envs.own_features, args.state_type), avail.view(-1, n_agents, act_dim) > 0.5, alive
+
+    import gymnasium as gym
+    from stable_baselines3.common.buffers import NStepReplayBuffer  # n-step returns, time limits and the write head
+
+    rb = NStepReplayBuffer(
+        args.buffer_size,
+        gym.spaces.Box(-np.inf, np.inf, (sum(split_sizes),), np.float32),
+        gym.spaces.Box(0.0, 1.0, (n_agents * act_dim,), np.float32),  # one-hot joint actions: the critic's input as is
+        device,
+        n_envs=args.num_envs,
+        handle_timeout_termination=True,
+        n_steps=args.n_step,
+        gamma=args.gamma,
+    )
+    eval_envs = make_env(args.env_id, min(args.eval_episodes, args.num_envs), backend=args.backend)
+
+    def run_evaluation(global_step: int):
+        wins = []
+        returns = evaluate(learner, eval_envs, args.eval_episodes, args.seed + 10_000, device, wins=wins)
+        writer.add_scalar("eval/episodic_return", np.mean(returns), global_step)
+        writer.add_scalar("eval/win_rate", np.mean(wins), global_step)
+        print(f"global_step={global_step}, eval/episodic_return={np.mean(returns):.2f}, eval/win_rate={np.mean(wins):.3f}")
+        if args.save_model:
+            save_checkpoint(model_path, learner, args, global_step)
+
+    def stop_on_sigterm(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop_on_sigterm)
+
+    # TRY NOT TO MODIFY: start the game
+    start_time = time.time()
+    obs, state, avail = envs.reset(seed=args.seed)
+    alive = torch.ones(args.num_envs, envs.n_agents)  # every unit is alive when a battle starts
+    episode_return, episode_length = np.zeros(args.num_envs), np.zeros(args.num_envs, dtype=int)
+    global_step, last_eval = 0, 0
+    try:
+        for iteration in range(1, args.total_timesteps // args.num_envs + 1):
+            # ALGO LOGIC: put action logic here
+            if global_step < args.learning_starts:
+                actions = torch.as_tensor(random_available_actions(avail.numpy()))
+            else:
+                actions = act(learner, obs.to(device), avail=avail.to(device)).cpu()
+
+            # TRY NOT TO MODIFY: execute the game and log data.
+            next_obs, next_state, next_avail, rewards, terminations, truncations, infos = envs.step(actions)
+            global_step += args.num_envs
+            episode_return += rewards.numpy()
+            episode_length += 1
+            done = (terminations | truncations).numpy()
+            if done.any():
+                writer.add_scalar("charts/episodic_return", episode_return[done].mean(), global_step)
+                writer.add_scalar("charts/episodic_length", episode_length[done].mean(), global_step)
+                writer.add_scalar("charts/win_rate", infos["battle_won"].numpy()[done].mean(), global_step)
+                episode_return[done], episode_length[done] = 0.0, 0
+
+            # TRY NOT TO MODIFY: save data to replay buffer; the true final observation where an episode ended
+            real_next = pack(infos["final_obs"], infos["final_state"], infos["final_avail"], infos["final_alive"])
+            timeouts = [{"TimeLimit.truncated": bool(t)} for t in truncations]
+            rb.add(pack(obs, state, avail, alive), real_next, actions.reshape(args.num_envs, -1).numpy(), rewards.numpy(), done, timeouts)
+            obs, state, avail, alive = next_obs, next_state, next_avail, infos["alive"]
+
+            # ALGO LOGIC: training.
+            if global_step > args.learning_starts and iteration % args.train_interval == 0:
+                for _ in range(args.gradient_steps):
+                    data = rb.sample(args.batch_size)
+                    batch_obs, batch_state, batch_avail, batch_alive = unpack(data.observations)
+                    batch_next_obs, batch_next_state, batch_next_avail, _ = unpack(data.next_observations)
+                    batch = Batch(
+                        batch_obs, batch_state, data.actions.view(-1, n_agents, act_dim), data.rewards, batch_next_obs, batch_next_state, data.dones, data.discounts,
+                        avail=batch_avail, next_avail=batch_next_avail, alive=batch_alive if args.use_policy_active_masks else None,
+                    )  # fmt: skip
+                    agent_order = np.arange(n_agents) if args.fixed_order else np.random.permutation(n_agents)
+                    metrics = hasac_update(learner, batch, agent_order, args.tau)
+                    for name in ("qf1_loss", "qf2_loss", "actor_loss", "alpha_loss"):
+                        if metrics[name] is not None and not torch.isfinite(metrics[name]):
+                            raise FloatingPointError(f"losses/{name} is {metrics[name].item()} at global_step={global_step}; stopping instead of training on it (try lower learning rates)")  # fmt: skip
+
+                writer.add_scalar("losses/qf1_values", metrics["qf1_values"].item(), global_step)
+                writer.add_scalar("losses/qf1_loss", metrics["qf1_loss"].item(), global_step)
+                writer.add_scalar("losses/qf2_loss", metrics["qf2_loss"].item(), global_step)
+                writer.add_scalar("losses/actor_loss", metrics["actor_loss"].item(), global_step)
+                writer.add_scalar("losses/entropy", metrics["entropy"].item(), global_step)
+                writer.add_scalar("losses/alpha", metrics["alphas"].mean().item(), global_step)
+                for i, alpha in enumerate(metrics["alphas"].tolist()):
+                    writer.add_scalar(f"losses/alpha/agent_{i}", alpha, global_step)
+                if metrics["alpha_loss"] is not None:
+                    writer.add_scalar("losses/alpha_loss", metrics["alpha_loss"].item(), global_step)
+
+            if global_step // 10_000 > (global_step - args.num_envs) // 10_000:
+                sps = int(global_step / (time.time() - start_time))
+                print(f"global_step={global_step}, SPS={sps}")
+                writer.add_scalar("charts/SPS", sps, global_step)
+            if global_step // args.eval_interval > last_eval // args.eval_interval:
+                run_evaluation(global_step)
+                last_eval = global_step
+        if last_eval != global_step:
+            run_evaluation(global_step)
+    except KeyboardInterrupt:
+        print(f"interrupted at global_step={global_step}")
+        if args.save_model:
+            save_checkpoint(model_path, learner, args, global_step)
+    except FloatingPointError as error:
+        writer.close()
+        raise SystemExit(f"error: {error}") from None
+    finally:
+        envs.close()
+        eval_envs.close()
+        writer.close()
+    if args.save_model:
+        save_checkpoint(model_path, learner, args, global_step)
+        print(f"model saved to {model_path}; evaluate it with: python {os.path.basename(__file__)} --eval-checkpoint {model_path}")
