@@ -21,7 +21,6 @@ ShadowHandCatchOver2Underarm ShadowHandPen ShadowHandDoorCloseInward ShadowHandD
 SEEDS=${SEEDS:-"1 2 3"}
 TASKS=${TASKS:-$ALL_TASKS}
 EXTRA_ARGS=${EXTRA_ARGS:-}
-JOBS=${JOBS:-1}
 
 # The official HASAC config per task (PKU-MARL/HARL tuned_configs/dexhands/<task>/hasac).
 # The episode length comes from the script's own table (DEXHANDS_EPISODE_STEPS), which holds
@@ -54,10 +53,4 @@ for task in $TASKS; do
     done
 done
 
-if [[ "${DRY_RUN:-0}" == 1 ]]; then
-    printf '%s\n' "${commands[@]}"
-else
-    # xargs keeps going when one run fails and exits non-zero at the end, so a crash in one
-    # task does not cost the others' results.
-    printf '%s\n' "${commands[@]}" | xargs -d '\n' -P "$JOBS" -I CMD bash -c CMD
-fi
+printf '%s\n' "${commands[@]}" | bash benchmark/run_commands.sh

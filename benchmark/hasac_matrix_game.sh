@@ -22,11 +22,6 @@ ALPHAS=${ALPHAS:-"1e-4 1e-3 0.1 0.5 1 2 5"}
 AUTOTUNE=${AUTOTUNE:-1}
 TOTAL_TIMESTEPS=${TOTAL_TIMESTEPS:-6000}
 EXTRA_ARGS=${EXTRA_ARGS:-}
-JOBS=${JOBS:-1}
-if [[ "$JOBS" -gt 1 && -z "${OMP_NUM_THREADS:-}" ]]; then
-    threads=$(( $(nproc) / JOBS ))
-    export OMP_NUM_THREADS=$(( threads > 0 ? threads : 1 ))
-fi
 
 # A one-step game needs neither the MPE budget nor its networks: 10 updates every 100 env steps
 # (about 600 updates in all), small batches, faster learning rates; a few seconds per run on one
@@ -48,8 +43,4 @@ for seed in $SEEDS; do
     fi
 done
 
-if [[ "${DRY_RUN:-0}" == 1 ]]; then
-    printf '%s\n' "${commands[@]}"
-else
-    printf '%s\n' "${commands[@]}" | xargs -d '\n' -P "$JOBS" -I CMD bash -c CMD
-fi
+printf '%s\n' "${commands[@]}" | bash benchmark/run_commands.sh

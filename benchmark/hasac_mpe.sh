@@ -19,13 +19,6 @@ SEEDS=${SEEDS:-"1 2 3"}
 TASKS=${TASKS:-$ALL_TASKS}
 TOTAL_TIMESTEPS=${TOTAL_TIMESTEPS:-10000000}
 EXTRA_ARGS=${EXTRA_ARGS:-}
-JOBS=${JOBS:-1}
-# Parallel runs share the cores: give each an equal number of threads, since PyTorch's
-# OpenMP threads slow down by an order of magnitude when more of them spin than there are cores.
-if [[ "$JOBS" -gt 1 && -z "${OMP_NUM_THREADS:-}" ]]; then
-    threads=$(( $(nproc) / JOBS ))
-    export OMP_NUM_THREADS=$(( threads > 0 ? threads : 1 ))
-fi
 
 # The official implementation's tuned MPE config, the same for every task and for both
 # action types (ALGORITHM.md, "Reference defaults"). MPE episodes last only 25 steps, so
@@ -54,10 +47,4 @@ add_commands hasac_continuous.py
 # ---- Discrete actions ----
 add_commands hasac_discrete.py
 
-if [[ "${DRY_RUN:-0}" == 1 ]]; then
-    printf '%s\n' "${commands[@]}"
-else
-    # xargs keeps going when one run fails and exits non-zero at the end, so a crash in one
-    # task does not cost the others' results.
-    printf '%s\n' "${commands[@]}" | xargs -d '\n' -P "$JOBS" -I CMD bash -c CMD
-fi
+printf '%s\n' "${commands[@]}" | bash benchmark/run_commands.sh

@@ -26,13 +26,6 @@ esac
 SEEDS=${SEEDS:-"1 2 3"}
 MAPS=${MAPS:-$ALL_MAPS}
 EXTRA_ARGS=${EXTRA_ARGS:-}
-JOBS=${JOBS:-1}
-# Parallel runs share the cores: give each an equal number of threads, since PyTorch's
-# OpenMP threads slow down by an order of magnitude when more of them spin than there are cores.
-if [[ "$JOBS" -gt 1 && -z "${OMP_NUM_THREADS:-}" ]]; then
-    threads=$(( $(nproc) / JOBS ))
-    export OMP_NUM_THREADS=$(( threads > 0 ? threads : 1 ))
-fi
 
 # The official implementation's SMAC config (ALGORITHM.md, "Reference defaults"): 20 envs, actor /
 # critic lr 3e-4 / 5e-4, batch 1000, auto-tuned temperatures, Huber loss (delta 10), value
@@ -72,10 +65,4 @@ for map in $MAPS; do
     done
 done
 
-if [[ "${DRY_RUN:-0}" == 1 ]]; then
-    printf '%s\n' "${commands[@]}"
-else
-    # xargs keeps going when one run fails and exits non-zero at the end, so a crash in one
-    # map does not cost the others' results.
-    printf '%s\n' "${commands[@]}" | xargs -d '\n' -P "$JOBS" -I CMD bash -c CMD
-fi
+printf '%s\n' "${commands[@]}" | bash benchmark/run_commands.sh

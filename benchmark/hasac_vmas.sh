@@ -20,13 +20,6 @@ SEEDS=${SEEDS:-"1 2 3"}
 TASKS=${TASKS:-$ALL_TASKS}
 TOTAL_TIMESTEPS=${TOTAL_TIMESTEPS:-10000000}
 EXTRA_ARGS=${EXTRA_ARGS:-}
-JOBS=${JOBS:-1}
-# Parallel runs share the cores: give each an equal number of threads, since PyTorch's
-# OpenMP threads slow down by an order of magnitude when more of them spin than there are cores.
-if [[ "$JOBS" -gt 1 && -z "${OMP_NUM_THREADS:-}" ]]; then
-    threads=$(( $(nproc) / JOBS ))
-    export OMP_NUM_THREADS=$(( threads > 0 ? threads : 1 ))
-fi
 
 for task in $TASKS; do
     if [[ " $ALL_TASKS " != *" $task "* ]]; then
@@ -42,8 +35,4 @@ for task in $TASKS; do
     done
 done
 
-if [[ "${DRY_RUN:-0}" == 1 ]]; then
-    printf '%s\n' "${commands[@]}"
-else
-    printf '%s\n' "${commands[@]}" | xargs -d '\n' -P "$JOBS" -I CMD bash -c CMD
-fi
+printf '%s\n' "${commands[@]}" | bash benchmark/run_commands.sh
