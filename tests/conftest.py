@@ -49,6 +49,19 @@ def assert_ok(result: subprocess.CompletedProcess):
     assert result.returncode == 0, f"exit {result.returncode}\nstdout:\n{result.stdout[-3000:]}\nstderr:\n{result.stderr[-3000:]}"
 
 
+def assert_one_line_error(result: subprocess.CompletedProcess, expected: list, cwd: Path):
+    """A bad input ends the run with exactly one `error:` line containing every `expected`
+    text, no traceback, a non-zero exit, and before any run directory is written."""
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "Traceback" not in output
+    error_lines = [line for line in output.splitlines() if line.startswith("error:")]
+    assert len(error_lines) == 1, output
+    for text in expected:
+        assert text in error_lines[0], (text, error_lines[0])
+    assert not (cwd / "runs").exists()
+
+
 def run_dir(cwd: Path) -> Path:
     """The single run directory a script wrote under `cwd/runs`."""
     dirs = sorted(p for p in (cwd / "runs").iterdir() if p.is_dir())

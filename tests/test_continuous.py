@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import MINI, TINY, assert_finite_series, assert_ok, read_scalars, run_dir, run_script
+from conftest import MINI, TINY, assert_finite_series, assert_ok, assert_one_line_error, read_scalars, run_dir, run_script
 from torch.distributions import AffineTransform, Normal, TanhTransform, TransformedDistribution
 
 import hasac_continuous as hc
@@ -683,14 +683,7 @@ def test_load_checkpoint_restores_exact_weights(tmp_path):
 )
 def test_bad_input_one_line_error(tmp_path, args, expected):
     result = run_script(tmp_path, *args, *MINI)
-    assert result.returncode != 0
-    output = result.stdout + result.stderr
-    assert "Traceback" not in output
-    error_lines = [line for line in output.splitlines() if line.startswith("error:")]
-    assert len(error_lines) == 1, output
-    for text in expected:
-        assert text in error_lines[0], (text, error_lines[0])
-    assert not (tmp_path / "runs").exists()  # failed before writing a run
+    assert_one_line_error(result, expected, tmp_path)
 
 
 def test_share_param_on_homogeneous_mamujoco_trains(tmp_path):

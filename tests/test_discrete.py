@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import MINI, ROOT, TINY, assert_finite_series, assert_ok, read_scalars, run_dir, run_script
+from conftest import MINI, ROOT, TINY, assert_finite_series, assert_ok, assert_one_line_error, read_scalars, run_dir, run_script
 
 DISCRETE = ROOT / "hasac_discrete.py"
 hd = importlib.import_module("hasac_discrete")
@@ -356,11 +356,4 @@ def test_save_model_then_eval_checkpoint(matrix_run):
 )
 def test_bad_input_one_line_error(tmp_path, args, expected):
     result = run_script(tmp_path, *args, *MINI, script=DISCRETE)
-    assert result.returncode != 0
-    output = result.stdout + result.stderr
-    assert "Traceback" not in output
-    error_lines = [line for line in output.splitlines() if line.startswith("error:")]
-    assert len(error_lines) == 1, output
-    for text in expected:
-        assert text in error_lines[0], (text, error_lines[0])
-    assert not (tmp_path / "runs").exists()
+    assert_one_line_error(result, expected, tmp_path)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import ROOT, SUBPROCESS_ENV, assert_finite_series, assert_ok, read_scalars, run_dir, run_script
+from conftest import ROOT, SUBPROCESS_ENV, assert_finite_series, assert_ok, assert_one_line_error, read_scalars, run_dir, run_script
 
 SMAC = ROOT / "hasac_smac.py"
 hs = importlib.import_module("hasac_smac")
@@ -423,11 +423,4 @@ def test_bad_input_one_line_error(tmp_path, args, expected):
     if "sc2" in args and importlib.util.find_spec("smac") is not None and importlib.util.find_spec("smac.env") is not None:
         pytest.skip("SMAC is installed here")
     result = run_script(tmp_path, *args, *SMAC_TINY, script=SMAC)
-    assert result.returncode != 0
-    output = result.stdout + result.stderr
-    assert "Traceback" not in output
-    error_lines = [line for line in output.splitlines() if line.startswith("error:")]
-    assert len(error_lines) == 1, output
-    for text in expected:
-        assert text in error_lines[0], (text, error_lines[0])
-    assert not (tmp_path / "runs").exists()
+    assert_one_line_error(result, expected, tmp_path)
