@@ -2,6 +2,7 @@
 
     python benchmark/speed.py                      # the issue's four tasks, default config
     python benchmark/speed.py --tasks Ant-4x2 --threads 2 --train-steps 40000
+    python benchmark/speed.py --script hasac_isaacgym --threads 1   # transport at 256/1024/4096 envs, eager and --compile
 
 Per task it prints
 - update ms: one full update (critic + every agent's sequential actor step + Polyak), the
@@ -10,11 +11,14 @@ Per task it prints
   fraction of a plain torch.mm measured in the same process on the same thread count;
 - env-steps/s: a real training run of the script (subprocess), measured between the
   first `charts/SPS` log after learning starts and the last one, so warm-up is excluded.
+For hasac_isaacgym.py, per number of parallel envs (`--envs`) and mode (`--modes`): env-steps/s
+of the loop's collection part, and ms per full update.
 """
 
 import argparse
 import importlib
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -26,7 +30,10 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_TASKS = {"hasac_continuous": ["Ant-4x2", "HalfCheetah-6x1", "ManyAgentSwimmer-10x2", "simple_spread_v3"]}
+DEFAULT_TASKS = {
+    "hasac_continuous": ["Ant-4x2", "HalfCheetah-6x1", "ManyAgentSwimmer-10x2", "simple_spread_v3"],
+    "hasac_isaacgym": ["transport"],
+}
 
 
 def matmul_gflops(threads: int, repeats: int = 200) -> float:
@@ -97,6 +104,58 @@ def training_sps(script: str, task: str, threads: int, train_steps: int) -> floa
     return (logs[-1].step - logs[0].step) / (logs[-1].wall_time - logs[0].wall_time)
 
 
+def isaacgym_row(module, env_id: str, num_envs: int, compile: bool, steps: int, repeats: int, device):
+    """hasac_isaacgym.py: env-steps/s of the collection part of the loop (acting, the VMAS step,
+    the replay write) and the median ms of full updates; eager or --compile."""
+    args = module.Args(env_id=env_id, num_envs=num_envs, compile=compile)
+    envs = module.make_env(env_id, num_envs, device, args.episode_length, args.seed)
+    learner = module.build_learner(envs, args, device)
+    update, policy = module.make_update(learner, compile), module.make_act(learner, compile)
+    n_agents, act_dim = envs.n_agents, envs.act_dim
+    rb = module.ReplayBuffer(max(args.buffer_size, 4 * num_envs * args.n_step), num_envs, envs.state_dim, n_agents * act_dim, args.n_step, args.gamma, device)  # fmt: skip
+    obs, state, _ = envs.reset(seed=0)
+
+    def collect(n: int, random_actions: bool):
+        nonlocal obs, state
+        for _ in range(n):
+            if random_actions:
+                actions = envs.action_low + (envs.action_high - envs.action_low) * torch.rand(num_envs, n_agents, act_dim, device=device)
+            else:
+                actions = policy(obs)
+            next_obs, next_state, _, rewards, terminated, truncated, info = envs.step(actions)
+            rb.add(state, info["final_state"], actions.flatten(1), rewards, terminated, truncated, info["valid"])
+            obs, state = next_obs, next_state
+
+    collect(max(2, -(-args.batch_size // num_envs)), random_actions=True)
+    collect(3, random_actions=False)  # warm-up (and compilation) of the acting step
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    collect(steps, random_actions=False)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    env_steps_per_s = steps * num_envs / (time.perf_counter() - start)
+
+    def sample_batch():
+        s, a, r, ns, term, disc = rb.sample(args.batch_size)
+        return module.Batch(module.observations_from_state(s, envs.obs_index), s, a.view(-1, n_agents, act_dim), r,
+                            module.observations_from_state(ns, envs.obs_index), ns, term, disc)  # fmt: skip
+
+    orders = [random.sample(range(n_agents), n_agents) for _ in range(repeats + 8)]
+    for order in orders[:8]:  # warm-up: compiles every agent's step variant
+        update(sample_batch(), order, args.tau)
+    times = []
+    for order in orders[8:]:
+        batch = sample_batch()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        metrics = update(batch, order, args.tau)
+        metrics["qf1_loss"].item()  # wait for the device
+        times.append(time.perf_counter() - start)
+    return env_steps_per_s, statistics.median(times) * 1e3, n_agents
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--script", default="hasac_continuous", choices=sorted(DEFAULT_TASKS), help="which script to measure")
@@ -104,10 +163,26 @@ def main():
     parser.add_argument("--threads", type=int, default=2, help="torch threads, for the update and the training run")
     parser.add_argument("--repeats", type=int, default=30, help="timed updates per task")
     parser.add_argument("--train-steps", type=int, default=30_000, help="env steps of training after warm-up for env-steps/s; 0 skips it")
+    parser.add_argument("--envs", type=int, nargs="+", default=[256, 1024, 4096], help="hasac_isaacgym: numbers of parallel envs")
+    parser.add_argument("--modes", nargs="+", default=["eager", "compile"], choices=["eager", "compile"], help="hasac_isaacgym: modes")
+    parser.add_argument("--steps", type=int, default=30, help="hasac_isaacgym: timed loop steps per row")
+    parser.add_argument("--cuda", action="store_true", help="hasac_isaacgym: measure on the GPU")
     options = parser.parse_args()
     torch.set_num_threads(options.threads)
     sys.path.insert(0, ROOT)
     module = importlib.import_module(options.script)
+    if options.script == "hasac_isaacgym":
+        device = torch.device("cuda" if options.cuda else "cpu")
+        print(f"hasac_isaacgym on {device}, {options.threads} threads, torch {torch.__version__}")
+        print(f"{'task':12s} {'envs':>6s} {'mode':>8s} {'agents':>6s} {'env-steps/s':>12s} {'update ms':>10s}")
+        for task in options.tasks or DEFAULT_TASKS[options.script]:
+            for mode in options.modes:
+                for num_envs in options.envs:
+                    torch.manual_seed(0)
+                    torch._dynamo.reset()  # each row compiles afresh for its own learner (and stays under the recompile limit)
+                    sps, update_ms, n_agents = isaacgym_row(module, task, num_envs, mode == "compile", options.steps, min(options.repeats, 10), device)
+                    print(f"{task:12s} {num_envs:6d} {mode:>8s} {n_agents:6d} {sps:12.0f} {update_ms:10.1f}", flush=True)
+        return
     mm_rate = matmul_gflops(options.threads)
     print(f"{options.script}, {options.threads} threads, torch {torch.__version__}; plain torch.mm: {mm_rate:.0f} GFLOP/s")
     print(f"{'task':24s} {'agents':>6s} {'update ms':>9s} {'GFLOP':>6s} {'GFLOP/s':>8s} {'of mm':>6s} {'env-steps/s':>11s}")
