@@ -230,36 +230,43 @@ class MultiAgentVecEnv:
         self.obs_dim = max(self.obs_dims)
         self.sum_rewards = env_id in MPE_TASKS
 
-    def _observe(self, env, agent_obs):
-        state = np.asarray(env.state(), np.float32)
+    def _observations(self, states: np.ndarray, agent_obs: list) -> np.ndarray:
+        """Some envs' states [E', S] and per-agent observation dicts -> obs [E', N, obs_dim],
+        built for all of them at once (full-state mode: one batched call, not one per env)."""
         if self.full_state_obs:
-            return full_state_observations(torch.from_numpy(state), self.n_agents).numpy(), state
-        obs = np.zeros((self.n_agents, self.obs_dim), np.float32)
-        for i, agent in enumerate(self.agents):
-            obs[i, : self.obs_dims[i]] = agent_obs[agent]
-        return obs, state
+            return full_state_observations(torch.from_numpy(states), self.n_agents).numpy()
+        obs = np.zeros((len(states), self.n_agents, self.obs_dim), np.float32)
+        for e, observed in enumerate(agent_obs):
+            for i, agent in enumerate(self.agents):
+                obs[e, i, : self.obs_dims[i]] = observed[agent]
+        return obs
 
     def reset(self, seed: Optional[int] = None):
-        observed = [self._observe(env, env.reset(seed=None if seed is None else seed + i)[0]) for i, env in enumerate(self.envs)]
-        return np.stack([o for o, _ in observed]), np.stack([s for _, s in observed]), None
+        agent_obs = [env.reset(seed=None if seed is None else seed + i)[0] for i, env in enumerate(self.envs)]
+        state = np.stack([env.state() for env in self.envs]).astype(np.float32)
+        return self._observations(state, agent_obs), state, None
 
     def step(self, actions: np.ndarray):
-        obs = np.empty((self.num_envs, self.n_agents, self.obs_dim), np.float32)
         state = np.empty((self.num_envs, self.state_dim), np.float32)
         reward = np.empty(self.num_envs, np.float32)
         terminated, truncated = np.zeros(self.num_envs, bool), np.zeros(self.num_envs, bool)
-        info = {"final_obs": {}, "final_state": {}}
+        agent_obs, final_agent_obs, final_state = [], [], {}
         for e, env in enumerate(self.envs):
-            agent_actions = {a: actions[e, i, : self.act_dims[i]] for i, a in enumerate(self.agents)}
-            agent_obs, rewards, terms, truncs, _ = env.step(agent_actions)
+            observed, rewards, terms, truncs, _ = env.step({a: actions[e, i, : self.act_dims[i]] for i, a in enumerate(self.agents)})
             reward[e] = sum(rewards.values()) if self.sum_rewards else rewards[self.agents[0]]
-            obs[e], state[e] = self._observe(env, agent_obs)
             terminated[e] = any(terms.values())
             truncated[e] = any(truncs.values()) and not terminated[e]
             if terminated[e] or truncated[e]:
-                info["final_obs"][e], info["final_state"][e] = obs[e].copy(), state[e].copy()
-                obs[e], state[e] = self._observe(env, env.reset()[0])
-        return obs, state, None, reward, terminated, truncated, info
+                final_state[e] = np.asarray(env.state(), np.float32)
+                final_agent_obs.append(observed)
+                observed = env.reset()[0]
+            agent_obs.append(observed)
+            state[e] = env.state()
+        info = {"final_obs": {}, "final_state": final_state}
+        if final_state:
+            final_obs = self._observations(np.stack(list(final_state.values())), final_agent_obs)
+            info["final_obs"] = dict(zip(final_state, final_obs))
+        return self._observations(state, agent_obs), state, None, reward, terminated, truncated, info
 
     def close(self):
         for env in self.envs:
