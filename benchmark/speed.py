@@ -2,13 +2,14 @@
 
     python benchmark/speed.py                      # the issue's four tasks, default config
     python benchmark/speed.py --tasks Ant-4x2 --threads 2 --train-steps 40000
+    python benchmark/speed.py --matmul-precision highest   # exact float32 only
     python benchmark/speed.py --script hasac_isaacgym --threads 1   # transport at 256/1024/4096 envs, eager and --compile
 
-Per task it prints
+Per task and `--matmul-precision` (the script's flag; highest = exact float32) it prints
 - update ms: one full update (critic + every agent's sequential actor step + Polyak), the
   median of `--repeats` timed updates at the default batch size, on real replay data;
 - GFLOP/s: the update's FLOPs (torch.utils.flop_counter) over its time, and that as a
-  fraction of a plain torch.mm measured in the same process on the same thread count;
+  fraction of a plain float32 torch.mm (highest precision) measured in the same process on the same thread count;
 - env-steps/s: a real training run of the script (subprocess), measured between the
   first `charts/SPS` log after learning starts and the last one, so warm-up is excluded.
 For hasac_isaacgym.py, per number of parallel envs (`--envs`) and mode (`--modes`): env-steps/s
@@ -67,8 +68,9 @@ def real_batch(module, args, envs, learner):
     )  # fmt: skip
 
 
-def time_update(module, task: str, repeats: int):
-    args = module.Args(env_id=task)
+def time_update(module, task: str, repeats: int, precision: str):
+    args = module.Args(env_id=task, matmul_precision=precision)
+    torch.set_float32_matmul_precision(precision)
     envs = module.make_env(task, args.num_envs, args.agent_obsk)
     learner = module.build_learner(envs, args, torch.device("cpu"))
     batch = real_batch(module, args, envs, learner)
@@ -86,13 +88,13 @@ def time_update(module, task: str, repeats: int):
     return statistics.median(times), counter.get_total_flops(), envs.n_agents
 
 
-def training_sps(script: str, task: str, threads: int, train_steps: int) -> float:
+def training_sps(script: str, task: str, threads: int, train_steps: int, precision: str) -> float:
     """Env-steps/s of a real run after warm-up, from the wall times of its `charts/SPS` logs."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     learning_starts = 10_000
     with tempfile.TemporaryDirectory() as workdir:
-        command = [sys.executable, os.path.join(ROOT, f"{script}.py"), "--env-id", task, "--total-timesteps", str(learning_starts + train_steps), "--eval-interval", str(10**9), "--eval-episodes", "1"]  # fmt: skip
+        command = [sys.executable, os.path.join(ROOT, f"{script}.py"), "--env-id", task, "--total-timesteps", str(learning_starts + train_steps), "--eval-interval", str(10**9), "--eval-episodes", "1", "--matmul-precision", precision]  # fmt: skip
         env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
         subprocess.run(command, cwd=workdir, env=env, check=True, stdout=subprocess.DEVNULL)
         run_dir = os.path.join(workdir, "runs", os.listdir(os.path.join(workdir, "runs"))[0])
@@ -167,6 +169,7 @@ def main():
     parser.add_argument("--modes", nargs="+", default=["eager", "compile"], choices=["eager", "compile"], help="hasac_isaacgym: modes")
     parser.add_argument("--steps", type=int, default=30, help="hasac_isaacgym: timed loop steps per row")
     parser.add_argument("--cuda", action="store_true", help="hasac_isaacgym: measure on the GPU")
+    parser.add_argument("--matmul-precision", nargs="+", default=["highest", "medium"], choices=["highest", "high", "medium"], help="hasac_continuous: the script's --matmul-precision values to measure")
     options = parser.parse_args()
     torch.set_num_threads(options.threads)
     sys.path.insert(0, ROOT)
@@ -185,12 +188,13 @@ def main():
         return
     mm_rate = matmul_gflops(options.threads)
     print(f"{options.script}, {options.threads} threads, torch {torch.__version__}; plain torch.mm: {mm_rate:.0f} GFLOP/s")
-    print(f"{'task':24s} {'agents':>6s} {'update ms':>9s} {'GFLOP':>6s} {'GFLOP/s':>8s} {'of mm':>6s} {'env-steps/s':>11s}")
+    print(f"{'task':24s} {'precision':>9s} {'agents':>6s} {'update ms':>9s} {'GFLOP':>6s} {'GFLOP/s':>8s} {'of mm':>6s} {'env-steps/s':>11s}")
     for task in options.tasks or DEFAULT_TASKS[options.script]:
-        seconds, flops, n_agents = time_update(module, task, options.repeats)
-        rate = flops / seconds / 1e9
-        sps = training_sps(options.script, task, options.threads, options.train_steps) if options.train_steps else float("nan")
-        print(f"{task:24s} {n_agents:6d} {seconds * 1e3:9.1f} {flops / 1e9:6.2f} {rate:8.0f} {rate / mm_rate:6.0%} {sps:11.0f}", flush=True)
+        for precision in options.matmul_precision:
+            seconds, flops, n_agents = time_update(module, task, options.repeats, precision)
+            rate = flops / seconds / 1e9
+            sps = training_sps(options.script, task, options.threads, options.train_steps, precision) if options.train_steps else float("nan")
+            print(f"{task:24s} {precision:>9s} {n_agents:6d} {seconds * 1e3:9.1f} {flops / 1e9:6.2f} {rate:8.0f} {rate / mm_rate:6.0%} {sps:11.0f}", flush=True)
 
 
 if __name__ == "__main__":

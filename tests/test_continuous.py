@@ -78,7 +78,8 @@ def qf_params64(qf, requires_grad=False):
 # 1. smoke runs
 # ---------------------------------------------------------------------------------------------
 def test_smoke_ant(tmp_path):
-    result = run_script(tmp_path, "--env-id", "Ant-4x2", *TINY)
+    # bfloat16 matmul products (float32 on CPUs without native bfloat16); the other runs are exact float32
+    result = run_script(tmp_path, "--env-id", "Ant-4x2", "--matmul-precision", "medium", *TINY)
     assert_ok(result)
     scalars = read_scalars(run_dir(tmp_path))
     for tag in LOSS_TAGS + ["eval/episodic_return"] + [f"losses/alpha/agent_{i}" for i in range(4)]:
@@ -371,7 +372,7 @@ def _learner(env_id, share_param=False, alphas=(0.1, 0.4, 0.25), **args):
     envs = hc.make_env(env_id, 1)
     envs.close()
     torch.manual_seed(0)
-    learner = hc.build_learner(envs, hc.Args(env_id=env_id, hidden_dim=32, share_param=share_param, **args), torch.device("cpu"))
+    learner = hc.build_learner(envs, hc.Args(env_id=env_id, share_param=share_param, **{"hidden_dim": 32, **args}), torch.device("cpu"))
     with torch.no_grad():
         for i, log_alpha in enumerate(learner.log_alphas):  # a different temperature per agent
             log_alpha.fill_(math.log(alphas[i % len(alphas)]))
@@ -605,6 +606,35 @@ def test_hasac_update_with_adam_moves_everything_and_polyak_averages_the_target(
         assert torch.equal(p, q)
 
 
+@pytest.fixture
+def matmul_precision():
+    yield torch.set_float32_matmul_precision
+    torch.set_float32_matmul_precision("highest")
+
+
+def test_medium_matmul_precision_update_stays_close_to_float32(matmul_precision):
+    """--matmul-precision medium rounds matmul inputs to bfloat16 (8 significant bits) where the
+    CPU has native bfloat16; one update must still land within a few bfloat16 ulps of float32."""
+    envs, learner = _learner("Ant-4x2", hidden_dim=256)
+    batch = _random_batch(envs, 256)
+    results = {}
+    for precision in ("highest", "medium"):
+        matmul_precision(precision)
+        updated = copy.deepcopy(learner)
+        torch.manual_seed(3)
+        results[precision] = (hc.hasac_update(updated, batch, [2, 0, 3, 1], 0.005), updated)
+    (exact, exact_learner), (medium, medium_learner) = results["highest"], results["medium"]
+    for name in ("qf1_loss", "qf2_loss", "qf1_values", "actor_loss", "entropy"):
+        torch.testing.assert_close(medium[name], exact[name], rtol=3e-2, atol=3e-3, msg=name)
+
+    def step(updated):  # how far the update moved every actor and critic weight
+        parameters = lambda lrn: [p for net in [*lrn.actors, lrn.qf] for p in net.parameters()]  # noqa: E731
+        return torch.cat([(p - q).flatten() for p, q in zip(parameters(updated), parameters(learner))])
+
+    exact_step = step(exact_learner)
+    assert (step(medium_learner) - exact_step).norm() < 0.2 * exact_step.norm()
+
+
 # ---------------------------------------------------------------------------------------------
 # 5. determinism
 # ---------------------------------------------------------------------------------------------
@@ -679,6 +709,7 @@ def test_load_checkpoint_restores_exact_weights(tmp_path):
         (["--env-id", "simple_speaker_listener_v4", "--share-param"], ["--share-param", "obs dims [3, 11]", "action dims [3, 5]"]),
         (["--env-id", "simple_spread_v3", "--agent-obsk", "1"], ["--agent-obsk", "MaMuJoCo"]),
         (["--eval-checkpoint", "missing.cleanrl_model"], ["cannot load checkpoint", "missing.cleanrl_model"]),
+        (["--matmul-precision", "low"], ["unknown --matmul-precision 'low'", "highest, high, medium"]),
     ],
 )
 def test_bad_input_one_line_error(tmp_path, args, expected):

@@ -351,6 +351,7 @@ def test_save_model_then_eval_checkpoint(matrix_run):
         (["--env-id", "Ant-4x2"], ["unknown env id", "matrix-game", "simple_spread_v3", "simple_speaker_listener_v4", "academy_corner"]),
         (["--env-id", "academy_corner"], ["gfootball", "pip install gfootball", "apt-get install"]),
         (["--env-id", "matrix-game", "--target-entropy-scale", "1.5"], ["--target-entropy-scale", "[0, 1]"]),
+        (["--env-id", "matrix-game", "--matmul-precision", "bf16"], ["unknown --matmul-precision 'bf16'", "highest, high, medium"]),
         (["--env-id", "simple_speaker_listener_v4", "--share-param"], ["--share-param", "obs dims [3, 11]", "action dims [3, 5]"]),
     ],
 )

@@ -218,6 +218,7 @@ def test_vmas_adapter_resets_together_at_the_time_limit():
         (["--env-id", "ShadowHandOver"], "Isaac Gym is not installed"),
         (["--cudagraphs"], "--cudagraphs needs a GPU"),
         (["--num-envs", "0"], "--num-envs must be positive"),
+        (["--matmul-precision", "low"], "unknown --matmul-precision 'low'; valid: highest, high, medium"),
     ],
 )
 def test_bad_input_one_line_error(tmp_path, args, expected):

@@ -416,6 +416,7 @@ def test_value_norm_and_huber_loss():
         (["--state-type", "AS"], ["unknown --state-type 'AS'", "EP", "FP"]),
         (["--capture-video"], ["--capture-video is not supported"]),
         (["--target-entropy-scale", "2"], ["--target-entropy-scale", "[0, 1]"]),
+        (["--matmul-precision", "tf32"], ["unknown --matmul-precision 'tf32'", "highest, high, medium"]),
     ],
 )
 def test_bad_input_one_line_error(tmp_path, args, expected):
