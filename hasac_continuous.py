@@ -348,7 +348,7 @@ def sample_actions(obs, weights, action_mask=None, deterministic: bool = False):
     from log_prob.
     """
     w1, b1, w2, b2, w_head, b_head, action_scale, action_bias = weights
-    hidden = torch.tanh(linear(F.relu(linear(obs, w1, b1)), w2, b2))
+    hidden = linear(linear(obs, w1, b1).relu_(), w2, b2).tanh_()  # in place: one [..., hidden] buffer less per layer
     mean, log_std = linear(hidden, w_head, b_head).chunk(2, -1)
     if action_scale.dim() == 2:  # stacked: [N, act_dim] -> [N, 1, act_dim]
         action_scale, action_bias = action_scale.unsqueeze(1), action_bias.unsqueeze(1)
@@ -395,8 +395,9 @@ class SoftQNetwork(nn.Module):
     def q_values(self, state_features: torch.Tensor, joint_action: torch.Tensor) -> torch.Tensor:
         """[2, B, hidden], joint action [B, N * act_dim] -> Q_1, Q_2 as [2, B, 1]."""
         w1_action = self.weights[0][:, :, self.state_dim :]
-        hidden = F.relu(torch.baddbmm(state_features, joint_action.expand(2, -1, -1), w1_action.transpose(1, 2)))
-        hidden = F.relu(linear(hidden, self.weights[1], self.biases[1]))
+        # activations in place: one [2, B, hidden] buffer less per layer
+        hidden = torch.baddbmm(state_features, joint_action.expand(2, -1, -1), w1_action.transpose(1, 2)).relu_()
+        hidden = linear(hidden, self.weights[1], self.biases[1]).relu_()
         return linear(hidden, self.weights[2], self.biases[2])
 
     def forward(self, state: torch.Tensor, joint_action: torch.Tensor) -> torch.Tensor:

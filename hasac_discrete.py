@@ -422,8 +422,8 @@ def masked_logits(obs, weights, action_mask=None) -> torch.Tensor:
     `stack_actor_weights` -> logits [..., act_dim], MASKED_LOGIT where `action_mask` is False."""
     obs_mask, norm0_w, norm0_b, w1, b1, norm1_w, norm1_b, w2, b2, norm2_w, norm2_b, w_logits, b_logits = weights
     features = layer_norm(obs, norm0_w, norm0_b, obs_mask)
-    hidden = layer_norm(F.relu(linear(features, w1, b1)), norm1_w, norm1_b)
-    hidden = layer_norm(F.relu(linear(hidden, w2, b2)), norm2_w, norm2_b)
+    hidden = layer_norm(linear(features, w1, b1).relu_(), norm1_w, norm1_b)  # relu in place: one buffer less
+    hidden = layer_norm(linear(hidden, w2, b2).relu_(), norm2_w, norm2_b)
     logits = linear(hidden, w_logits, b_logits)
     if action_mask is not None:  # masked_fill: the masked logits get no gradient
         logits = logits.masked_fill(~action_mask, MASKED_LOGIT)
@@ -478,8 +478,9 @@ class SoftQNetwork(nn.Module):
     def q_values(self, state_features: torch.Tensor, joint_action: torch.Tensor) -> torch.Tensor:
         """[2, B, hidden], joint action [B, N * act_dim] -> Q_1, Q_2 as [2, B, 1]."""
         w1_action = self.weights[0][:, :, self.state_dim :]
-        hidden = F.relu(torch.baddbmm(state_features, joint_action.expand(2, -1, -1), w1_action.transpose(1, 2)))
-        hidden = F.relu(linear(hidden, self.weights[1], self.biases[1]))
+        # activations in place: one [2, B, hidden] buffer less per layer
+        hidden = torch.baddbmm(state_features, joint_action.expand(2, -1, -1), w1_action.transpose(1, 2)).relu_()
+        hidden = linear(hidden, self.weights[1], self.biases[1]).relu_()
         return linear(hidden, self.weights[2], self.biases[2])
 
     def forward(self, state: torch.Tensor, joint_action: torch.Tensor) -> torch.Tensor:
