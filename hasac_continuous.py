@@ -171,6 +171,14 @@ def _is_nxk(agent_conf: str) -> bool:
     return len(parts) == 2 and all(p.isdigit() and int(p) > 0 for p in parts)
 
 
+def print_mujoco_warning(message: str):
+    """MuJoCo's warning handler, minus one line. MuJoCo 4 warns on every model compile that
+    gymnasium's half_cheetah.xml uses the deprecated `settotalmass` (harmless): 40 identical
+    lines, and a MUJOCO_LOG.TXT in the working directory, at the start of each HalfCheetah run."""
+    if "settotalmass" not in message:
+        print(f"MuJoCo warning: {message}", file=sys.stderr)
+
+
 def make_pettingzoo_env(env_id: str, agent_obsk: Optional[int], render_mode: Optional[str] = None):
     """One pettingzoo ParallelEnv for `env_id`; raises ValueError naming the valid ids."""
     if env_id in MPE_TASKS:
@@ -188,8 +196,10 @@ def make_pettingzoo_env(env_id: str, agent_obsk: Optional[int], render_mode: Opt
         )
     if agent_obsk is not None and agent_obsk < 0:
         raise ValueError("--agent-obsk must be >= 0")
+    import mujoco
     from gymnasium_robotics import mamujoco_v1
 
+    mujoco.set_mju_user_warning(print_mujoco_warning)
     scenario = MAMUJOCO_SCENARIOS[scenario]
     return mamujoco_v1.parallel_env(
         scenario,

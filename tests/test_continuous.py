@@ -118,6 +118,13 @@ def test_every_env_id_trains(tmp_path, env_id):
     assert_finite_series(scalars, "losses/qf1_loss")
     assert_finite_series(scalars, "losses/actor_loss")
     assert_finite_series(scalars, "eval/episodic_return")
+    assert "settotalmass" not in result.stderr and not (tmp_path / "MUJOCO_LOG.TXT").exists()
+
+
+def test_mujoco_warnings_other_than_the_settotalmass_deprecation_are_printed(capsys):
+    hc.print_mujoco_warning("compiler attribute 'settotalmass' is deprecated and will be removed")
+    hc.print_mujoco_warning("Nan, Inf or huge value in QACC at DOF 0")
+    assert capsys.readouterr().err == "MuJoCo warning: Nan, Inf or huge value in QACC at DOF 0\n"
 
 
 @pytest.mark.parametrize(
