@@ -744,8 +744,11 @@ def test_ctrl_c_flushes_logs_and_saves_a_loadable_checkpoint(tmp_path):
     from conftest import CONTINUOUS, SUBPROCESS_ENV
 
     args = ["--env-id", "simple_spread_v3", *TINY, "--total-timesteps", "10000000", "--save-model"]
+    # A shell that starts jobs in the background (`cmd &`) ignores SIGINT in them, and Python keeps
+    # an inherited "ignore": give the run the terminal's default, as for a user at a prompt.
     process = subprocess.Popen(
-        [sys.executable, str(CONTINUOUS), *args], cwd=tmp_path, env=SUBPROCESS_ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        [sys.executable, str(CONTINUOUS), *args], cwd=tmp_path, env=SUBPROCESS_ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     try:
         for line in process.stdout:  # block until the run has taken gradient updates
