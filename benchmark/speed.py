@@ -12,7 +12,7 @@ Per task and `--matmul-precision` (the script's flag; highest = exact float32) i
   fraction of a plain float32 torch.mm (highest precision) measured in the same process on the same thread count;
 - env-steps/s: a real training run of the script (subprocess), measured between the
   first `charts/SPS` log after learning starts and the last one, so warm-up is excluded.
-For hasac_isaacgym.py, per number of parallel envs (`--envs`) and mode (`--modes`): env-steps/s
+For hasac_isaacgym.py, per number of parallel envs (`--envs`), mode (`--modes`) and precision: env-steps/s
 of the loop's collection part, and ms per full update.
 """
 
@@ -106,10 +106,11 @@ def training_sps(script: str, task: str, threads: int, train_steps: int, precisi
     return (logs[-1].step - logs[0].step) / (logs[-1].wall_time - logs[0].wall_time)
 
 
-def isaacgym_row(module, env_id: str, num_envs: int, compile: bool, steps: int, repeats: int, device):
+def isaacgym_row(module, env_id: str, num_envs: int, compile: bool, precision: str, steps: int, repeats: int, device):
     """hasac_isaacgym.py: env-steps/s of the collection part of the loop (acting, the VMAS step,
     the replay write) and the median ms of full updates; eager or --compile."""
-    args = module.Args(env_id=env_id, num_envs=num_envs, compile=compile)
+    args = module.Args(env_id=env_id, num_envs=num_envs, compile=compile, matmul_precision=precision)
+    torch.set_float32_matmul_precision(precision)
     envs = module.make_env(env_id, num_envs, device, args.episode_length, args.seed)
     learner = module.build_learner(envs, args, device)
     update, policy = module.make_update(learner, compile), module.make_act(learner, compile)
@@ -169,7 +170,7 @@ def main():
     parser.add_argument("--modes", nargs="+", default=["eager", "compile"], choices=["eager", "compile"], help="hasac_isaacgym: modes")
     parser.add_argument("--steps", type=int, default=30, help="hasac_isaacgym: timed loop steps per row")
     parser.add_argument("--cuda", action="store_true", help="hasac_isaacgym: measure on the GPU")
-    parser.add_argument("--matmul-precision", nargs="+", default=["highest", "medium"], choices=["highest", "high", "medium"], help="hasac_continuous: the script's --matmul-precision values to measure")
+    parser.add_argument("--matmul-precision", nargs="+", default=["highest", "medium"], choices=["highest", "high", "medium"], help="the script's --matmul-precision values to measure")
     options = parser.parse_args()
     torch.set_num_threads(options.threads)
     sys.path.insert(0, ROOT)
@@ -177,14 +178,15 @@ def main():
     if options.script == "hasac_isaacgym":
         device = torch.device("cuda" if options.cuda else "cpu")
         print(f"hasac_isaacgym on {device}, {options.threads} threads, torch {torch.__version__}")
-        print(f"{'task':12s} {'envs':>6s} {'mode':>8s} {'agents':>6s} {'env-steps/s':>12s} {'update ms':>10s}")
+        print(f"{'task':12s} {'envs':>6s} {'mode':>8s} {'precision':>9s} {'agents':>6s} {'env-steps/s':>12s} {'update ms':>10s}")
         for task in options.tasks or DEFAULT_TASKS[options.script]:
             for mode in options.modes:
-                for num_envs in options.envs:
-                    torch.manual_seed(0)
-                    torch._dynamo.reset()  # each row compiles afresh for its own learner (and stays under the recompile limit)
-                    sps, update_ms, n_agents = isaacgym_row(module, task, num_envs, mode == "compile", options.steps, min(options.repeats, 10), device)
-                    print(f"{task:12s} {num_envs:6d} {mode:>8s} {n_agents:6d} {sps:12.0f} {update_ms:10.1f}", flush=True)
+                for precision in options.matmul_precision:
+                    for num_envs in options.envs:
+                        torch.manual_seed(0)
+                        torch._dynamo.reset()  # each row compiles afresh for its own learner (and stays under the recompile limit)
+                        sps, update_ms, n_agents = isaacgym_row(module, task, num_envs, mode == "compile", precision, options.steps, min(options.repeats, 10), device)
+                        print(f"{task:12s} {num_envs:6d} {mode:>8s} {precision:>9s} {n_agents:6d} {sps:12.0f} {update_ms:10.1f}", flush=True)
         return
     mm_rate = matmul_gflops(options.threads)
     print(f"{options.script}, {options.threads} threads, torch {torch.__version__}; plain torch.mm: {mm_rate:.0f} GFLOP/s")
