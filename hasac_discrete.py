@@ -555,19 +555,12 @@ def hasac_update(learner: Learner, batch: Batch, agent_order, tau: float) -> dic
     obs_dim, act_dim = batch.obs.shape[-1], batch.actions.shape[-1]
     alphas = torch.stack(learner.log_alphas).detach().exp()  # [N]
 
-    # The current policies' actions at s' (for the critic's target) and at s (for the actor
-    # steps), in one batched call: no actor changes before the actor steps.
+    # Critic: joint soft policy evaluation (Eq. 5-6), with fresh next actions from the current
+    # policies, every agent's in one batched call
     with torch.no_grad():
         weights = stack_actor_weights(actors, learner.policy_of_agent, obs_dim, act_dim)
-        both_obs = torch.cat([batch.next_obs, batch.obs]).transpose(0, 1)  # [N, 2B, obs_dim]
-        both_actions, both_log_probs = sample_actions(both_obs, weights, mask)
-        next_actions, actions = both_actions.transpose(0, 1).split(len(batch.obs))  # [B, N, act_dim] each
-        next_log_probs = both_log_probs.T[: len(batch.obs)]  # [B, N]
-        actions = actions.contiguous()
-
-    # Critic: joint soft policy evaluation with fresh next actions (Eq. 5-6)
-    with torch.no_grad():
-        target = critic_target(learner.qf_target, batch, next_actions, next_log_probs, alphas)
+        next_actions, next_log_probs = sample_actions(batch.next_obs.transpose(0, 1), weights, mask)  # [N, B, act_dim], [N, B]
+        target = critic_target(learner.qf_target, batch, next_actions.transpose(0, 1), next_log_probs.T, alphas)
     q_values = qf(batch.state, batch.actions.flatten(1))  # [2, B, 1]
     qf1_loss, qf2_loss = F.mse_loss(q_values[0], target), F.mse_loss(q_values[1], target)
     learner.q_optimizer.zero_grad(set_to_none=True)
@@ -575,16 +568,22 @@ def hasac_update(learner: Learner, batch: Batch, agent_order, tau: float) -> dic
     learner.q_optimizer.step()
 
     # Actors: heterogeneous-agent soft policy improvement, one agent after another (Eq. 10)
-    with torch.no_grad():
-        state_features = qf.state_features(batch.state)
     # with --share-param the one shared actor takes a single step on all agents' actions
     groups = [slice(0, n_agents)] if len(actors) == 1 else [slice(i, i + 1) for i in agent_order]
+    # Every group's actions at s, drawn with gradient before any actor step. Detached, they are
+    # the joint action the agents start from; each group's own step differentiates its draw
+    # (its actor is unchanged until then), which saves drawing them a second time.
+    draws = [actors[learner.policy_of_agent[agents.start]](batch.obs[:, agents]) for agents in groups]  # [B, G, act_dim_i], [B, G]
+    actions = torch.zeros_like(batch.actions)  # [B, N, act_dim]
+    for agents, (new_actions, _) in zip(groups, draws):
+        actions[:, agents, : new_actions.shape[-1]] = new_actions.detach()
+    with torch.no_grad():
+        state_features = qf.state_features(batch.state)
     qf.requires_grad_(False)
     actor_losses, alpha_losses, entropies = [], [], []
-    for step, agents in enumerate(groups):
+    for step, (agents, (new_actions, new_log_probs)) in enumerate(zip(groups, draws)):
         policy = learner.policy_of_agent[agents.start]
         actor = actors[policy]
-        new_actions, new_log_probs = actor(batch.obs[:, agents])  # [B, G, act_dim_i], [B, G]
         joint_action = actions.clone()
         joint_action[:, agents, : actor.act_dim] = new_actions
         loss = actor_loss(qf, state_features, joint_action, new_log_probs, alphas[agents])

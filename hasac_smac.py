@@ -636,22 +636,15 @@ def hasac_update(learner: Learner, batch: Batch, agent_order, tau: float) -> dic
     n_agents = len(learner.policy_of_agent)
     obs_dim, act_dim = batch.obs.shape[-1], batch.actions.shape[-1]
     alphas = torch.stack(learner.log_alphas).detach().exp()  # [N]
-    if batch.avail is not None:  # [N, 1, act_dim] & [N, 2B, act_dim]: s' first, then s
-        mask = mask & torch.cat([batch.next_avail, batch.avail]).transpose(0, 1)
+    if batch.avail is not None:  # [N, 1, act_dim] & [N, B, act_dim] at s'
+        mask = mask & batch.next_avail.transpose(0, 1)
 
-    # The current policies' actions at s' (for the critic's target) and at s (for the actor
-    # steps), in one batched call: no actor changes before the actor steps.
+    # Critic: joint soft policy evaluation (Eq. 5-6), with fresh next actions from the current
+    # policies, every agent's in one batched call
     with torch.no_grad():
         weights = stack_actor_weights(actors, learner.policy_of_agent, obs_dim, act_dim)
-        both_obs = torch.cat([batch.next_obs, batch.obs]).transpose(0, 1)  # [N, 2B, obs_dim]
-        both_actions, both_log_probs = sample_actions(both_obs, weights, mask)
-        next_actions, actions = both_actions.transpose(0, 1).split(len(batch.obs))  # [B, N, act_dim] each
-        next_log_probs = both_log_probs.T[: len(batch.obs)]  # [B, N]
-        actions = actions.contiguous()
-
-    # Critic: joint soft policy evaluation with fresh next actions (Eq. 5-6)
-    with torch.no_grad():
-        target = critic_target(learner.qf_target, batch, next_actions, next_log_probs, alphas, learner.value_norm)
+        next_actions, next_log_probs = sample_actions(batch.next_obs.transpose(0, 1), weights, mask)  # [N, B, act_dim], [N, B]
+        target = critic_target(learner.qf_target, batch, next_actions.transpose(0, 1), next_log_probs.T, alphas, learner.value_norm)
         if learner.value_norm is not None:  # statistics of the real targets, then regress their normalised values
             learner.value_norm.update(target)
             target = learner.value_norm.normalize(target)
@@ -665,18 +658,24 @@ def hasac_update(learner: Learner, batch: Batch, agent_order, tau: float) -> dic
     learner.q_optimizer.step()
 
     # Actors: heterogeneous-agent soft policy improvement, one agent after another (Eq. 10)
-    with torch.no_grad():
-        state_features = qf.state_features(batch.state)
     # with --share-param the one shared actor takes a single step on all agents' actions
     groups = [slice(0, n_agents)] if len(actors) == 1 else [slice(i, i + 1) for i in agent_order]
+    # Every group's actions at s, drawn with gradient before any actor step. Detached, they are
+    # the joint action the agents start from; each group's own step differentiates its draw
+    # (its actor is unchanged until then), which saves drawing them a second time.
+    avails = [None if batch.avail is None else batch.avail[:, agents] for agents in groups]  # [B, G, act_dim]
+    draws = [actors[learner.policy_of_agent[agents.start]](batch.obs[:, agents], action_mask=avail) for agents, avail in zip(groups, avails)]
+    actions = torch.zeros_like(batch.actions)  # [B, N, act_dim]
+    for agents, (new_actions, _) in zip(groups, draws):
+        actions[:, agents, : new_actions.shape[-1]] = new_actions.detach()
+    with torch.no_grad():
+        state_features = qf.state_features(batch.state)
     qf.requires_grad_(False)
     actor_losses, alpha_losses, entropies = [], [], []
-    for step, agents in enumerate(groups):
+    for step, (agents, avail, (new_actions, new_log_probs)) in enumerate(zip(groups, avails, draws)):
         policy = learner.policy_of_agent[agents.start]
         actor = actors[policy]
-        avail = None if batch.avail is None else batch.avail[:, agents]  # [B, G, act_dim]
         alive = None if batch.alive is None else batch.alive[:, agents]  # [B, G]
-        new_actions, new_log_probs = actor(batch.obs[:, agents], action_mask=avail)  # [B, G, act_dim_i], [B, G]
         joint_action = actions.clone()
         joint_action[:, agents, : actor.act_dim] = new_actions
         loss = actor_loss(qf, state_features, joint_action, new_log_probs, alphas[agents], mask=alive, value_norm=learner.value_norm)
@@ -689,7 +688,7 @@ def hasac_update(learner: Learner, batch: Batch, agent_order, tau: float) -> dic
             for g, i in enumerate(range(agents.start, agents.stop)):
                 target_entropy = learner.target_entropies[i]
                 if avail is not None:  # a fraction of the maximum entropy in each state: log|available actions|
-                    target_entropy = (learner.target_entropy_scale * mask[i, len(batch.obs) :].sum(-1).double().log()).float()
+                    target_entropy = (learner.target_entropy_scale * avail[:, g].sum(-1).double().log()).float()
                 alive_i = None if alive is None else alive[:, g]
                 temperature_loss = alpha_loss(learner.log_alphas[i], new_log_probs[:, g], target_entropy, mask=alive_i)
                 learner.alpha_optimizers[i].zero_grad(set_to_none=True)

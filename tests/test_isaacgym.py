@@ -90,30 +90,32 @@ def _continuous_twin(learner, envs, args):
 
 
 @pytest.mark.parametrize("scenario, share_param, autotune", [("transport", False, True), ("transport", True, True), ("balance", False, False)])
-def test_update_matches_hasac_continuous(scenario, share_param, autotune):
-    """Same weights, batch, agent order and seed -> the same updated parameters, twice in a row
-    (so both scripts also consume the random stream identically)."""
+def test_update_matches_hasac_continuous(scenario, share_param, autotune, monkeypatch):
+    """Same weights, batch and agent order -> the same updated parameters and losses, twice in a
+    row. hasac_continuous.py draws each agent's actions at s once (the draw its own step then
+    differentiates); this script draws them again inside each actor step, which its compiled
+    and CUDA-graph halves need. Both are the algorithm; their random streams differ, so the
+    sampling noise is zero here (actions tanh(mean), log-probs of the mean) and the two must
+    agree up to float rounding (batched and per-agent matmuls round differently)."""
+    monkeypatch.setattr(torch, "randn_like", torch.zeros_like)
     envs = _vmas_spec(scenario)
     args = isaacgym.Args(hidden_dim=32, share_param=share_param, autotune=autotune, alpha=0.3)
     learner = isaacgym.build_learner(envs, args, torch.device("cpu"))
     twin = _continuous_twin(learner, envs, args)
     assert all(torch.equal(a, b) for a, b in zip(_all_tensors(learner), _all_tensors(twin)))
-    torch.manual_seed(5)
+    before = [t.clone() for t in _all_tensors(learner)]
     for seed, order in ((0, list(reversed(range(envs.n_agents)))), (1, random.Random(3).sample(range(envs.n_agents), envs.n_agents))):
         batch = _random_batch(envs, seed=seed)
-        state = torch.get_rng_state()
         mine = isaacgym.hasac_update(learner, batch, order, 0.01)
-        after_mine = torch.get_rng_state()
-        torch.set_rng_state(state)
         theirs = continuous.hasac_update(twin, batch, np.array(order), 0.01)
-        assert torch.equal(after_mine, torch.get_rng_state()), "the scripts drew different amounts of random numbers"
         for a, b in zip(_all_tensors(learner), _all_tensors(twin)):
-            torch.testing.assert_close(a, b, rtol=0, atol=0)
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
         for name in ("qf1_loss", "qf2_loss", "qf1_values", "actor_loss", "entropy", "alphas", "alpha_loss"):
             if theirs[name] is None:
                 assert mine[name] is None
             else:
-                torch.testing.assert_close(mine[name], theirs[name], rtol=1e-6, atol=1e-7)
+                torch.testing.assert_close(mine[name], theirs[name], rtol=1e-5, atol=1e-6)
+    assert all(not torch.equal(a, b) for a, b in zip(_all_tensors(learner)[:-envs.n_agents], before)), "an update left some weights unchanged"
 
 
 def test_compile_gives_the_eager_update():
