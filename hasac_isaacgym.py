@@ -500,7 +500,10 @@ def critic_step(learner: Learner, batch: Batch):
     alphas = torch.stack(learner.log_alphas).detach().exp()  # [N]
 
     # The current policies' actions at s' (for the critic's target) and at s (for the actor
-    # steps), in one batched call: no actor changes before the actor steps.
+    # steps), in one batched call: no actor changes before the actor steps. (hasac_continuous.py
+    # draws the actions at s with gradient and lets each agent's step differentiate its draw;
+    # here every actor step is compiled or captured alone, and no autograd graph can pass from
+    # this half to them, so each actor step draws its agent's actions again.)
     with torch.no_grad():
         weights = stack_actor_weights(actors, learner.policy_of_agent, obs_dim, act_dim)
         both_obs = torch.cat([batch.next_obs, batch.obs]).transpose(0, 1)  # [N, 2B, obs_dim]
