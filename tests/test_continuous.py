@@ -4,6 +4,7 @@ float64 computations, one full sequential HASAC update against an independent fl
 re-implementation of ALGORITHM.md, determinism, checkpoints, and bad input."""
 
 import copy
+import importlib.util
 import math
 import re
 
@@ -105,6 +106,10 @@ def test_smoke_mpe(spread_run):
     first, last = scalars["losses/alpha"][0][1], scalars["losses/alpha"][-1][1]
     assert first == pytest.approx(0.2, rel=1e-3) and last != first
     assert re.search(r"global_step=600, eval/episodic_return=-?\d+\.\d+", result.stdout)
+    # progress: every 60 env steps (a tenth of the run), steps done of the total, recent SPS, return, time left
+    progress = re.findall(r"global_step=(\d+)/600 \(\d+\.\d%\), SPS=\d+, recent episodic_return=(\S+), time left ~\d+m\d\ds", result.stdout)
+    assert [int(step) for step, _ in progress] == list(range(60, 601, 60)), result.stdout
+    assert all(math.isfinite(float(r)) for _, r in progress)  # the first MPE episodes end at step 50
 
 
 # ---------------------------------------------------------------------------------------------
@@ -402,8 +407,9 @@ def reference_update(learner, envs, batch, agent_order, tau, q_lr, policy_lr, re
     deterministic and this reference needs none of the script's random draws. (The critic
     target's *value* still carries -alpha^i * 0.5 * noise^2: tests that let the critic learn
     use temperatures ~1e-12.) Steps: critic on the current policies' next actions; then each
-    agent in `agent_order` (all at once for a shared actor) against the already-updated
-    agents' new actions and the others' current ones, under the updated critic; then Polyak.
+    agent in `agent_order` (a shared actor too: one step per agent, on the shared parameters)
+    against the already-updated agents' new actions and the others' current ones, under the
+    updated critic; then Polyak.
     """
     n, act_dim = envs.n_agents, envs.act_dim
     shared = len(learner.actors) == 1
@@ -435,21 +441,19 @@ def reference_update(learner, envs, batch, agent_order, tau, q_lr, policy_lr, re
     # actors, one after another (Eq. 10): J = E[alpha^i log pi^i - min_j Q_j(s, a)]
     with torch.no_grad():
         current = [policy(i, b["obs"])[0] for i in range(n)]
-    groups = [list(range(n))] if shared else [[int(i)] for i in agent_order]
     actor_losses = []
-    for agents in groups:
-        fresh = {i: policy(i, b["obs"]) for i in agents}
-        joint_action = joint([fresh[i][0] if i in fresh else current[i] for i in range(n)])
+    for i in (int(i) for i in agent_order):
+        fresh_action, fresh_log_prob = policy(i, b["obs"])  # from agent i's policy as it is now (a shared one has moved)
+        joint_action = joint([fresh_action if j == i else current[j] for j in range(n)])
         min_q = twin_q64(qf, b["state"], joint_action.flatten(1)).min(0).values.squeeze(-1)
-        loss = (sum(alphas[i] * fresh[i][1] for i in agents) - min_q).mean()
-        k = policy_of_agent[agents[0]]
+        loss = (alphas[i] * fresh_log_prob - min_q).mean()
+        k = policy_of_agent[i]
         grads = torch.autograd.grad(loss, actors[k])
         actors[k] = [(p - policy_lr * g).detach().requires_grad_() for p, g in zip(actors[k], grads)]
         actor_losses.append(loss.item())
         if resample:  # later agents see this agent's action from its updated policy
             with torch.no_grad():
-                for i in agents:
-                    current[i] = policy(i, b["obs"])[0]
+                current[i] = policy(i, b["obs"])[0]
 
     qft = [(1 - tau) * t + tau * p for t, p in zip(qft, qf)]
     return {"actors": actors, "qf": qf, "qf_target": qft,
@@ -473,11 +477,11 @@ def _max_diff(tensors, reference):
         # the critic frozen (lr 0): real, different temperatures reach each agent's step
         ("simple_speaker_listener_v4", False, [1, 0], 0.0, (0.3, 1.5)),  # heterogeneous, padded
         ("HalfCheetah-3x2", False, [2, 0, 1], 0.0, (0.5, 0.05, 2.0)),
-        ("simple_spread_v3", True, [0, 1, 2], 0.0, (0.1, 0.4, 0.25)),  # one shared actor, one step
+        ("simple_spread_v3", True, [2, 0, 1], 0.0, (0.1, 0.4, 0.25)),  # one shared actor, one step per agent
         # the critic learns first and the actors step against the updated critic
         ("simple_speaker_listener_v4", False, [0, 1], 0.05, (1e-12, 3e-12)),
         ("HalfCheetah-3x2", False, [1, 2, 0], 0.05, (1e-12, 2e-12, 3e-12)),
-        ("simple_spread_v3", True, [0, 1, 2], 0.05, (1e-12,)),
+        ("simple_spread_v3", True, [1, 2, 0], 0.05, (1e-12,)),
     ],
 )
 def test_hasac_update_matches_float64_reference(env_id, share_param, agent_order, q_lr, alphas):
@@ -619,6 +623,19 @@ def matmul_precision():
     torch.set_float32_matmul_precision("highest")
 
 
+def _cpu_has_bfloat16_matmul() -> bool:
+    """Whether --matmul-precision medium changes a float32 matmul here (it does only on CPUs with native bfloat16)."""
+    generator = torch.Generator().manual_seed(0)
+    a, b = torch.randn(64, 64, generator=generator), torch.randn(64, 64, generator=generator)
+    exact = a @ b
+    torch.set_float32_matmul_precision("medium")
+    try:
+        return not torch.equal(a @ b, exact)
+    finally:
+        torch.set_float32_matmul_precision("highest")
+
+
+@pytest.mark.skipif(not _cpu_has_bfloat16_matmul(), reason="this CPU has no native bfloat16: medium computes exact float32")
 def test_medium_matmul_precision_update_stays_close_to_float32(matmul_precision):
     """--matmul-precision medium rounds matmul inputs to bfloat16 (8 significant bits) where the
     CPU has native bfloat16; one update must still land within a few bfloat16 ulps of float32."""
@@ -735,8 +752,10 @@ def test_share_param_on_homogeneous_mamujoco_trains(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # interruption and non-finite losses
 # ---------------------------------------------------------------------------------------------
-def test_ctrl_c_flushes_logs_and_saves_a_loadable_checkpoint(tmp_path):
-    """SIGINT mid-training: exit 0, TensorBoard scalars on disk, the latest weights loadable."""
+@pytest.mark.parametrize("signal_name, exit_status", [("SIGINT", 130), ("SIGTERM", 143)])
+def test_ctrl_c_flushes_logs_and_saves_a_loadable_checkpoint(tmp_path, signal_name, exit_status):
+    """SIGINT (Ctrl-C) or SIGTERM (a scheduler's stop) mid-training: TensorBoard scalars on disk, the latest weights
+    loadable, and the shell's exit status for that signal, so a sweep can tell the run from a finished one."""
     import signal
     import subprocess
     import sys
@@ -757,11 +776,11 @@ def test_ctrl_c_flushes_logs_and_saves_a_loadable_checkpoint(tmp_path):
         for line in process.stdout:  # and logged a few training phases' losses
             if "global_step=10000" in line:
                 break
-        process.send_signal(signal.SIGINT)
+        process.send_signal(getattr(signal, signal_name))
         output = process.communicate(timeout=120)[0]
     finally:
         process.kill()
-    assert process.returncode == 0, output
+    assert process.returncode == exit_status, output
     assert "interrupted at global_step=" in output
     scalars = read_scalars(run_dir(tmp_path))
     assert_finite_series(scalars, "losses/qf1_loss")
@@ -780,3 +799,132 @@ def test_non_finite_loss_stops_the_run_naming_loss_and_step(tmp_path):
     message = result.stderr.strip().splitlines()[-1]
     assert re.fullmatch(r"error: losses/\w+ is (nan|inf|-inf) at global_step=\d+; .*", message), result.stderr[-2000:]
     assert "Traceback" not in result.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# evaluation never touches training; what the loop stores is what happened
+# ---------------------------------------------------------------------------------------------
+def test_evaluation_has_no_side_effect_on_training(spread_run, tmp_path):
+    """The same run with an evaluation every 100 env steps logs exactly the training numbers of the run that
+    evaluates only at the end."""
+    _, quiet_path, _ = spread_run
+    result = run_script(tmp_path, "--env-id", "simple_spread_v3", "--seed", "1", "--save-model", *TINY, "--eval-interval", "100")
+    assert_ok(result)
+    quiet, evaluating = read_scalars(quiet_path), read_scalars(run_dir(tmp_path))
+    assert [s for s, _ in evaluating["eval/episodic_return"]] == list(range(100, 601, 100))
+    for tag in LOSS_TAGS + ["charts/episodic_return"]:
+        assert evaluating[tag] == quiet[tag], tag
+
+
+def test_evaluate_gives_each_env_its_share_of_episodes():
+    """Env 0's episodes last 5 steps and env 1's 25: 4 episodes are 2 of each (the first 4 to end would all be env
+    0's), and each env's are the ones it runs alone from the same seed."""
+    import mpe2.simple_spread_v3
+
+    envs = hc.make_env("simple_spread_v3", 2)
+    envs.envs[0] = mpe2.simple_spread_v3.parallel_env(continuous_actions=True, max_cycles=5)
+    torch.manual_seed(0)
+    learner = hc.build_learner(envs, hc.Args(env_id="simple_spread_v3", hidden_dim=32), torch.device("cpu"))
+    returns = hc.evaluate(learner, envs, 4, seed=3, device="cpu")
+    alone = []
+    for e, seed in enumerate((3, 4)):
+        single = hc.make_env("simple_spread_v3", 1)
+        single.envs[0] = envs.envs[e]
+        alone += hc.evaluate(learner, single, 2, seed=seed, device="cpu")
+    assert returns == pytest.approx(alone, rel=1e-6)
+    assert list(hc.episode_shares(7, 3)) == [3, 2, 2] and list(hc.episode_shares(2, 3)) == [1, 1, 0]
+
+
+@pytest.mark.parametrize("env_id, steps", [("simple_spread_v3", 60), ("Hopper-3x1", 400)])
+def test_what_the_loop_stores_is_what_happened(env_id, steps):
+    """Drive the loop's storing code (transition_to_store, then the replay buffer's add) on real envs beside twin envs
+    stepped by hand with the same seeds and actions: a time limit (MPE, 25 steps) is stored as done with the time-out
+    flag, a fall (Hopper) as done without it, the stored next observation and state are the episode's true final ones,
+    and the env the loop acts in next has reset."""
+    import gymnasium as gym
+    from stable_baselines3.common.buffers import NStepReplayBuffer
+
+    envs = hc.make_env(env_id, 2)
+    twins = [hc.make_pettingzoo_env(env_id, None) for _ in range(2)]
+    n, obs_dim = envs.n_agents, envs.obs_dim
+    stored_obs_dim = 0 if envs.full_state_obs else n * obs_dim
+
+    def twin_obs(twin, observed):  # what the loop's obs for this env must be
+        if envs.full_state_obs:
+            return hc.full_state_observations(torch.as_tensor(twin.state(), dtype=torch.float32), n).numpy()
+        return np.stack([np.pad(observed[a], (0, obs_dim - len(observed[a]))) for a in twin.possible_agents])
+
+    def pack(obs, state):
+        return np.concatenate([obs.reshape(len(obs), -1)[:, :stored_obs_dim], state], 1)
+
+    rb = NStepReplayBuffer(
+        1000, gym.spaces.Box(-np.inf, np.inf, (stored_obs_dim + envs.state_dim,)), gym.spaces.Box(-np.inf, np.inf, (n * envs.act_dim,)),
+        "cpu", n_envs=2, handle_timeout_termination=True, n_steps=3, gamma=0.99,
+    )  # fmt: skip
+    obs, state, _ = envs.reset(seed=5)
+    for e, twin in enumerate(twins):
+        np.testing.assert_allclose(obs[e], twin_obs(twin, twin.reset(seed=5 + e)[0]), rtol=1e-6, atol=1e-6)
+    rng, seen = np.random.default_rng(0), {"terminated": 0, "truncated": 0}
+    for t in range(steps):
+        actions = rng.uniform(envs.action_low, envs.action_high, (2, n, envs.act_dim)).astype(np.float32)
+        next_obs, next_state, _, rewards, terminations, truncations, infos = envs.step(actions)
+        real_next_obs, real_next_state, dones, timeouts = hc.transition_to_store(next_obs, next_state, terminations, truncations, infos)
+        rb.add(pack(obs, state), pack(real_next_obs, real_next_state), actions.reshape(2, -1), rewards, dones, timeouts)
+        for e, twin in enumerate(twins):
+            observed, _, terms, truncs, _ = twin.step({a: actions[e, i, : envs.act_dims[i]] for i, a in enumerate(twin.possible_agents)})
+            terminated, truncated = any(terms.values()), any(truncs.values()) and not any(terms.values())
+            np.testing.assert_allclose(rb.next_observations[t, e], pack(twin_obs(twin, observed)[None], twin.state()[None])[0], rtol=1e-6, atol=1e-6)
+            assert (rb.dones[t, e], rb.timeouts[t, e]) == (terminated or truncated, truncated)
+            if terminated or truncated:
+                seen["terminated" if terminated else "truncated"] += 1
+                observed = twin.reset()[0]
+            np.testing.assert_allclose(next_obs[e], twin_obs(twin, observed), rtol=1e-6, atol=1e-6)  # the loop goes on from the reset
+        obs, state = next_obs, next_state
+    assert seen["truncated" if env_id.startswith("simple") else "terminated"] >= 2, seen
+
+
+def test_run_dirs_never_collide(tmp_path):
+    names = [hc.make_run_dir("simple_spread_v3__hasac_continuous__1__1700000000") for _ in range(3)]
+    assert names == [f"simple_spread_v3__hasac_continuous__1__1700000000{suffix}" for suffix in ("", "_2", "_3")]
+    assert all((tmp_path / "runs" / name).is_dir() for name in names)
+
+
+def test_library_errors_other_than_a_missing_partition_are_not_swallowed(monkeypatch):
+    import gymnasium_robotics.envs.multiagent_mujoco.obsk as obsk
+
+    def broken(scenario, agent_conf):
+        raise RuntimeError("the library broke")
+
+    monkeypatch.setattr(obsk, "get_parts_and_edges", broken)
+    with pytest.raises(RuntimeError, match="the library broke"):
+        hc.mamujoco_factorization("Ant", "4x2")
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--gamma", "2"], ["--gamma must be in [0, 1], got 2"]),
+        (["--total-timesteps", "100"], ["--total-timesteps (100) must exceed --learning-starts (100)"]),
+        (["--buffer-size", "16"], ["--buffer-size (16) must be at least --batch-size (32)"]),
+        (["--num-envs", "2", "--total-timesteps", "301"], ["multiple of --num-envs 2: 300 or 302"]),
+    ],
+)
+def test_impossible_budgets_one_line_error(tmp_path, args, expected):
+    result = run_script(tmp_path, *MINI, *args)
+    assert_one_line_error(result, expected, tmp_path)
+    assert "--tau" not in result.stderr
+
+
+@pytest.mark.skipif(importlib.util.find_spec("moviepy") is not None, reason="moviepy is installed here")
+def test_capture_video_without_moviepy_fails_before_any_work(tmp_path):
+    result = run_script(tmp_path, "--env-id", "simple_spread_v3", "--capture-video", *MINI)
+    assert_one_line_error(result, ["--capture-video needs moviepy", "pip install moviepy"], tmp_path)
+
+
+def test_eval_checkpoint_of_a_non_checkpoint_or_another_scripts_checkpoint(tmp_path):
+    (tmp_path / "notes.cleanrl_model").write_text("not a checkpoint")
+    result = run_script(tmp_path, "--eval-checkpoint", "notes.cleanrl_model", *MINI)
+    assert_one_line_error(result, ["cannot load checkpoint 'notes.cleanrl_model'", "not a checkpoint"], tmp_path)
+    torch.save({"script": "hasac_discrete.py", "args": {"env_id": "matrix-game", "target_entropy_scale": 0.5}}, tmp_path / "d.cleanrl_model")
+    result = run_script(tmp_path, "--eval-checkpoint", "d.cleanrl_model", *MINI)
+    assert_one_line_error(result, ["not a hasac_continuous.py checkpoint (written by hasac_discrete.py)"], tmp_path)
