@@ -11,8 +11,12 @@ already-updated agents' new actions (Algorithm 2). The matrix game is Section 3.
     python hasac_discrete.py --env-id academy_3_vs_1_with_keeper  # needs gfootball: see FOOTBALL_INSTALL
 """
 
+import collections
+import contextlib
+import itertools
 import math
 import os
+import pickle
 import random
 import signal
 import sys
@@ -113,7 +117,7 @@ MATRIX_PAYOFF = np.array([[5, -20, -20], [-20, 10, -20], [-20, -20, 20]], np.flo
 MATRIX_ACTIONS = "ABC"
 MATRIX_INIT_POLICY = (0.6, 0.2, 0.2)  # the paper's start, biased toward the suboptimal equilibrium (A, A)
 # The common defaults (10M steps, 10k warm-up, [256, 256] nets) would take hours on a one-step
-# game; these apply to every flag not given on the command line, and the run takes seconds.
+# game; these apply to every flag not given on the command line (see parse_args), and the run takes seconds.
 MATRIX_GAME_DEFAULTS = dict(
     total_timesteps=6000, num_envs=10, learning_starts=100, buffer_size=1000, train_interval=10,
     gradient_steps=10, batch_size=128, hidden_dim=64, policy_lr=3e-3, q_lr=3e-3, eval_interval=500, eval_episodes=10,
@@ -514,8 +518,8 @@ def critic_target(qf_target, batch: Batch, next_actions, next_log_probs, alphas)
 def actor_loss(qf, state_features, joint_action, log_probs, alphas) -> torch.Tensor:
     """Eq. 10: E[alpha^i log pi^i(a^i|o^i) - min_j Q_j(s, a)] for the agents being updated.
 
-    log_probs [B, G] and alphas [G] of the G agents updated in this step (one, or all with
-    --share-param); joint_action [B, N, act_dim] holds their fresh actions.
+    log_probs [B, G] and alphas [G] of the G agents whose fresh actions joint_action [B, N, act_dim]
+    holds (the sequential update passes one agent at a time).
     """
     min_q = qf.q_values(state_features, joint_action.flatten(1)).min(0).values  # [B, 1]
     return ((log_probs * alphas).sum(-1) - min_q.squeeze(-1)).mean()
@@ -551,7 +555,6 @@ def hasac_update(learner: Learner, batch: Batch, agent_order, tau: float) -> dic
     """One full HASAC update: the critic, then each agent in `agent_order` in turn, then the
     target critic. Returns the losses as tensors (no host sync here)."""
     actors, qf, mask = learner.actors, learner.qf, learner.action_mask
-    n_agents = len(learner.policy_of_agent)
     obs_dim, act_dim = batch.obs.shape[-1], batch.actions.shape[-1]
     alphas = torch.stack(learner.log_alphas).detach().exp()  # [N]
 
@@ -567,42 +570,43 @@ def hasac_update(learner: Learner, batch: Batch, agent_order, tau: float) -> dic
     (qf1_loss + qf2_loss).backward()
     learner.q_optimizer.step()
 
-    # Actors: heterogeneous-agent soft policy improvement, one agent after another (Eq. 10)
-    # with --share-param the one shared actor takes a single step on all agents' actions
-    groups = [slice(0, n_agents)] if len(actors) == 1 else [slice(i, i + 1) for i in agent_order]
-    # Every group's actions at s, drawn with gradient before any actor step. Detached, they are
-    # the joint action the agents start from; each group's own step differentiates its draw
-    # (its actor is unchanged until then), which saves drawing them a second time.
-    draws = [actors[learner.policy_of_agent[agents.start]](batch.obs[:, agents]) for agents in groups]  # [B, G, act_dim_i], [B, G]
+    # Actors: heterogeneous-agent soft policy improvement, one agent after another (Eq. 10).
+    # With --share-param the shared actor takes one step per agent, in the same order, as the
+    # official implementation does: each agent's step sees the earlier agents' new actions.
+    # Every agent's actions at s, drawn with gradient before any actor step. Detached, they are the joint action the
+    # agents start from; each agent's own step differentiates its draw when its actor has not moved since (always,
+    # unless the actor is shared), which saves drawing them a second time.
+    draws = {i: actors[learner.policy_of_agent[i]](batch.obs[:, i : i + 1]) for i in agent_order}  # [B, 1, act_dim_i], [B, 1]
     actions = torch.zeros_like(batch.actions)  # [B, N, act_dim]
-    for agents, (new_actions, _) in zip(groups, draws):
-        actions[:, agents, : new_actions.shape[-1]] = new_actions.detach()
+    for i, (new_actions, _) in draws.items():
+        actions[:, i : i + 1, : new_actions.shape[-1]] = new_actions.detach()
     with torch.no_grad():
         state_features = qf.state_features(batch.state)
     qf.requires_grad_(False)
-    actor_losses, alpha_losses, entropies = [], [], []
-    for step, (agents, (new_actions, new_log_probs)) in enumerate(zip(groups, draws)):
-        policy = learner.policy_of_agent[agents.start]
-        actor = actors[policy]
+    actor_losses, alpha_losses, entropies, stepped = [], [], [], set()
+    for step, i in enumerate(agent_order):
+        policy = learner.policy_of_agent[i]
+        actor, agent = actors[policy], slice(i, i + 1)
+        new_actions, new_log_probs = actor(batch.obs[:, agent]) if policy in stepped else draws[i]  # a shared actor moved
+        stepped.add(policy)
         joint_action = actions.clone()
-        joint_action[:, agents, : actor.act_dim] = new_actions
-        loss = actor_loss(qf, state_features, joint_action, new_log_probs, alphas[agents])
+        joint_action[:, agent, : actor.act_dim] = new_actions
+        loss = actor_loss(qf, state_features, joint_action, new_log_probs, alphas[agent])
         learner.actor_optimizers[policy].zero_grad(set_to_none=True)
         loss.backward()
         learner.actor_optimizers[policy].step()
         actor_losses.append(loss.detach())
         entropies.append(-new_log_probs.detach().mean())
         if learner.alpha_optimizers is not None:
-            for g, i in enumerate(range(agents.start, agents.stop)):
-                temperature_loss = alpha_loss(learner.log_alphas[i], new_log_probs[:, g], learner.target_entropies[i])
-                learner.alpha_optimizers[i].zero_grad(set_to_none=True)
-                temperature_loss.backward()
-                learner.alpha_optimizers[i].step()
-                alpha_losses.append(temperature_loss.detach())
-        if step < len(groups) - 1:  # later agents act against this agent's updated policy
+            temperature_loss = alpha_loss(learner.log_alphas[i], new_log_probs[:, 0], learner.target_entropies[i])
+            learner.alpha_optimizers[i].zero_grad(set_to_none=True)
+            temperature_loss.backward()
+            learner.alpha_optimizers[i].step()
+            alpha_losses.append(temperature_loss.detach())
+        if step < len(agent_order) - 1:  # later agents act against this agent's updated policy
             with torch.no_grad():
-                resampled, _ = actor(batch.obs[:, agents])
-                actions[:, agents, : actor.act_dim] = resampled
+                resampled, _ = actor(batch.obs[:, agent])
+                actions[:, agent, : actor.act_dim] = resampled
     qf.requires_grad_(True)
 
     soft_update(learner.qf_target, qf, tau)
@@ -644,6 +648,16 @@ def build_learner(envs: MultiAgentVecEnv, args: Args, device: torch.device) -> L
     )
 
 
+def transition_to_store(next_obs, next_state, terminations, truncations, infos):
+    """What the replay buffer stores for one vector step: the true final observation and state where an episode ended
+    (the env has already reset), done = terminated or truncated, and the time-out flag that makes a truncation bootstrap."""
+    real_next_obs, real_next_state = next_obs.copy(), next_state.copy()
+    for e in infos["final_state"]:
+        real_next_obs[e], real_next_state[e] = infos["final_obs"][e], infos["final_state"][e]
+    timeouts = [{"TimeLimit.truncated": bool(t)} for t in truncations]
+    return real_next_obs, real_next_state, terminations | truncations, timeouts
+
+
 @torch.no_grad()
 def act(learner: Learner, obs: torch.Tensor, deterministic: bool = False, avail: Optional[torch.Tensor] = None) -> torch.Tensor:
     """obs [E, N, obs_dim], avail [E, N, act_dim] (None: every agent's own actions) -> one-hot
@@ -663,26 +677,49 @@ def matrix_joint_policy(learner: Learner) -> np.ndarray:
     return torch.outer(policies[0], policies[1]).cpu().numpy()
 
 
+@contextlib.contextmanager
+def training_rng_preserved():
+    """Evaluation must not change training: env libraries may seed the global generators when an env is reset with a
+    seed (VMAS calls torch.manual_seed), and the run's random stream must not depend on when or whether it evaluates."""
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    try:
+        with torch.random.fork_rng(devices=range(torch.cuda.device_count()) if torch.cuda.is_initialized() else []):
+            yield
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+
+
+def episode_shares(n_episodes: int, num_envs: int) -> np.ndarray:
+    """How many of the `n_episodes` each eval env runs: [E]. Counting whichever episodes end first instead would
+    over-represent short episodes (a MaMuJoCo fall ends one early) and bias the mean return."""
+    return n_episodes // num_envs + (np.arange(num_envs) < n_episodes % num_envs)
+
+
+@training_rng_preserved()
 def evaluate(learner: Learner, envs: MultiAgentVecEnv, n_episodes: int, seed: int, device, frames: Optional[list] = None):
-    """Team returns of `n_episodes` episodes with deterministic actions (argmax of the available actions).
-    With `frames`, env 0's first episode is rendered into it."""
+    """Team returns of `n_episodes` episodes with deterministic actions (argmax of the available actions), each env
+    running its share. With `frames`, env 0's first episode is rendered into it."""
     obs, _, avail = envs.reset(seed=seed)
-    returns, episode_return = [], np.zeros(envs.num_envs)
-    while len(returns) < n_episodes:
-        if frames is not None and not returns:
+    shares = episode_shares(n_episodes, envs.num_envs)
+    returns, episode_return = [[] for _ in shares], np.zeros(envs.num_envs)
+    while any(len(r) < share for r, share in zip(returns, shares)):
+        if frames is not None and not returns[0]:
             frames.append(envs.envs[0].render())
         actions = act(learner, torch.as_tensor(obs, device=device), deterministic=True, avail=torch.as_tensor(avail, device=device))
         obs, _, avail, reward, terminated, truncated, _ = envs.step(actions.cpu().numpy())
         episode_return += reward
         for e in np.flatnonzero(terminated | truncated):
-            returns.append(episode_return[e])
+            if len(returns[e]) < shares[e]:
+                returns[e].append(episode_return[e])
             episode_return[e] = 0.0
-    return returns[:n_episodes]
+    return [r for env_returns in returns for r in env_returns]
 
 
 def save_checkpoint(path: str, learner: Learner, args: Args, global_step: int):
     torch.save(
         {
+            "script": os.path.basename(__file__),
             "args": asdict(args),
             "global_step": global_step,
             "actors": [actor.state_dict() for actor in learner.actors],
@@ -697,7 +734,13 @@ def save_checkpoint(path: str, learner: Learner, args: Args, global_step: int):
 
 def load_checkpoint(path: str, device: torch.device):
     """-> (the saved run's Args, a Learner holding its weights)."""
-    checkpoint = torch.load(path, map_location=device, weights_only=False)
+    try:
+        checkpoint = torch.load(path, map_location=device, weights_only=False)
+    except (pickle.UnpicklingError, EOFError, RuntimeError) as error:
+        raise ValueError(f"not a checkpoint ({error})") from None
+    script = checkpoint.get("script") if isinstance(checkpoint, dict) else None
+    if script != os.path.basename(__file__):
+        raise ValueError(f"not a {os.path.basename(__file__)} checkpoint (written by {script or 'an unknown program'})")
     saved_args = Args(**checkpoint["args"])
     envs = make_env(saved_args.env_id, 1)
     learner = build_learner(envs, saved_args, device)
@@ -714,39 +757,77 @@ def load_checkpoint(path: str, device: torch.device):
 
 def check_args(args: Args):
     """Bad flag combinations end the run with one line naming what is valid."""
-    positive = ("total_timesteps", "num_envs", "buffer_size", "batch_size", "train_interval", "gradient_steps", "n_step", "hidden_dim", "eval_interval", "eval_episodes")  # fmt: skip
-    for name in positive:
+    positive = ("total_timesteps", "num_envs", "buffer_size", "batch_size", "train_interval", "gradient_steps", "n_step")
+    for name in positive + ("hidden_dim", "eval_interval", "eval_episodes"):
         if getattr(args, name) <= 0:
             raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    if not 0 < args.tau <= 1 or not 0 <= args.gamma <= 1:
-        raise ValueError("--tau must be in (0, 1] and --gamma in [0, 1]")
+    if not 0 < args.tau <= 1:
+        raise ValueError(f"--tau must be in (0, 1], got {args.tau}")
+    if not 0 <= args.gamma <= 1:
+        raise ValueError(f"--gamma must be in [0, 1], got {args.gamma}")
     if args.alpha <= 0:
         raise ValueError("--alpha must be positive (it is the initial value with --autotune)")
     if args.buffer_size // args.num_envs <= args.n_step:
         raise ValueError("--buffer-size / --num-envs must exceed --n-step")
+    if args.buffer_size < args.batch_size:
+        raise ValueError(f"--buffer-size ({args.buffer_size}) must be at least --batch-size ({args.batch_size})")
+    if args.eval_checkpoint is None and args.total_timesteps % args.num_envs:
+        lower = args.total_timesteps // args.num_envs * args.num_envs
+        raise ValueError(f"--total-timesteps must be a multiple of --num-envs {args.num_envs}: {lower or args.num_envs} or {lower + args.num_envs}")
+    if args.eval_checkpoint is None and args.total_timesteps <= args.learning_starts:
+        raise ValueError(f"--total-timesteps ({args.total_timesteps}) must exceed --learning-starts ({args.learning_starts}), or nothing is trained")
     if args.matmul_precision not in ("highest", "high", "medium"):
         raise ValueError(f"unknown --matmul-precision {args.matmul_precision!r}; valid: highest, high, medium")
     if args.cuda and not torch.cuda.is_available():
         raise ValueError("--cuda was given but torch.cuda.is_available() is False; drop --cuda to train on the CPU")
+    if args.capture_video:
+        try:
+            import moviepy  # noqa: F401  (gymnasium's save_video needs it; check before any long work)
+        except ImportError:
+            raise ValueError("--capture-video needs moviepy: pip install moviepy") from None
+
+
+def parse_args(argv: list) -> Args:
+    """The command line over the defaults of the env it names: with --env-id matrix-game, MATRIX_GAME_DEFAULTS stand in
+    for the common defaults, so a flag given in any spelling tyro accepts wins, and --help lists the defaults that apply."""
+    env_id = tyro.cli(Args, args=[arg for arg in argv if arg not in ("-h", "--help")]).env_id
+    return tyro.cli(Args, args=argv, default=Args(env_id=MATRIX_GAME, **MATRIX_GAME_DEFAULTS) if env_id == MATRIX_GAME else Args())
+
+
+def make_run_dir(run_name: str) -> str:
+    """Creates runs/{run_name} and returns the name. A run started in the same second with the same env and seed gets
+    a suffix (_2, _3, ...) instead of mixing its logs and checkpoint into the other's folder."""
+    for k in itertools.count(1):
+        name = run_name if k == 1 else f"{run_name}_{k}"
+        try:
+            os.makedirs(f"runs/{name}")
+            return name
+        except FileExistsError:
+            continue
+
+
+def progress_line(global_step: int, total_timesteps: int, recent_sps: float, recent_returns) -> str:
+    """How far along the run is, how fast it went lately, how well it does, and how long it still needs."""
+    seconds_left = int((total_timesteps - global_step) / max(recent_sps, 1e-9))
+    hours, minutes = divmod(seconds_left // 60, 60)
+    left = f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds_left % 60:02d}s"
+    returns = f"{np.mean(recent_returns):.2f}" if recent_returns else "n/a"
+    return (
+        f"global_step={global_step}/{total_timesteps} ({100 * global_step / total_timesteps:.1f}%), SPS={recent_sps:.0f}, "
+        f"recent episodic_return={returns}, time left ~{left}"
+    )
+
 
 
 def render_video(frames: list, video_dir: str, fps: int):
-    try:
-        from gymnasium.utils.save_video import save_video
+    from gymnasium.utils.save_video import save_video
 
-        save_video(frames, video_dir, fps=fps, name_prefix="eval")
-    except ImportError as error:
-        raise SystemExit(f"error: --capture-video needs moviepy ({error}); pip install moviepy") from None
+    save_video(frames, video_dir, fps=fps, name_prefix="eval")
     print(f"video written to {video_dir}/")
 
 
 if __name__ == "__main__":
-    args = tyro.cli(Args)
-    if args.env_id == MATRIX_GAME:
-        given = {arg.split("=")[0] for arg in sys.argv[1:]}
-        for name, value in MATRIX_GAME_DEFAULTS.items():
-            if f"--{name.replace('_', '-')}" not in given:
-                setattr(args, name, value)
+    args = parse_args(sys.argv[1:])
     try:
         check_args(args)
         device = torch.device("cuda" if args.cuda else "cpu")
@@ -771,7 +852,7 @@ if __name__ == "__main__":
     if args.eval_checkpoint is not None:
         try:
             saved_args, learner = load_checkpoint(args.eval_checkpoint, device)
-        except (OSError, KeyError, RuntimeError, ValueError) as error:
+        except (OSError, KeyError, TypeError, RuntimeError, ValueError) as error:
             raise SystemExit(f"error: cannot load checkpoint {args.eval_checkpoint!r}: {error}") from None
         render_mode = "rgb_array" if args.capture_video else None
         eval_envs = make_env(saved_args.env_id, 1 if args.capture_video else min(args.eval_episodes, saved_args.num_envs), render_mode)
@@ -787,7 +868,7 @@ if __name__ == "__main__":
             render_video(frames, f"videos/{os.path.basename(os.path.dirname(os.path.abspath(args.eval_checkpoint)))}", fps=30)
         sys.exit(0)
 
-    run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    run_name = make_run_dir(f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}")
     if args.track:
         try:
             import wandb
@@ -839,7 +920,10 @@ if __name__ == "__main__":
         if args.save_model:
             save_checkpoint(model_path, learner, args, global_step)
 
+    received_signal = [signal.SIGINT]  # Ctrl-C arrives as KeyboardInterrupt; SIGTERM (a scheduler's stop) is routed there
+
     def stop_on_sigterm(signum, frame):
+        received_signal[0] = signum
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop_on_sigterm)
@@ -848,7 +932,9 @@ if __name__ == "__main__":
     start_time = time.time()
     obs, state, avail = envs.reset(seed=args.seed)
     episode_return, episode_length = np.zeros(args.num_envs), np.zeros(args.num_envs, dtype=int)
-    global_step, last_eval = 0, 0
+    global_step, last_eval, exit_status = 0, 0, 0
+    recent_returns, progress_step, progress_time = collections.deque(maxlen=args.num_envs), 0, start_time
+    progress_interval = max(args.num_envs, min(10_000, args.total_timesteps // 10))  # env steps between progress lines
     try:
         for iteration in range(1, args.total_timesteps // args.num_envs + 1):
             # ALGO LOGIC: put action logic here
@@ -866,16 +952,14 @@ if __name__ == "__main__":
             if done.any():
                 writer.add_scalar("charts/episodic_return", episode_return[done].mean(), global_step)
                 writer.add_scalar("charts/episodic_length", episode_length[done].mean(), global_step)
+                recent_returns.extend(episode_return[done])
                 episode_return[done], episode_length[done] = 0.0, 0
             if infos["scored"]:
                 writer.add_scalar("charts/score_rate", np.mean(list(infos["scored"].values())), global_step)
 
             # TRY NOT TO MODIFY: save data to replay buffer; the true final observation where an episode ended
-            real_next_obs, real_next_state = next_obs.copy(), next_state.copy()
-            for e in infos["final_state"]:
-                real_next_obs[e], real_next_state[e] = infos["final_obs"][e], infos["final_state"][e]
-            timeouts = [{"TimeLimit.truncated": bool(t)} for t in truncations]
-            rb.add(pack(obs, state), pack(real_next_obs, real_next_state), actions.reshape(args.num_envs, -1), rewards, done, timeouts)
+            real_next_obs, real_next_state, dones, timeouts = transition_to_store(next_obs, next_state, terminations, truncations, infos)
+            rb.add(pack(obs, state), pack(real_next_obs, real_next_state), actions.reshape(args.num_envs, -1), rewards, dones, timeouts)
             obs, state, avail = next_obs, next_state, next_avail
 
             # ALGO LOGIC: training.
@@ -906,10 +990,12 @@ if __name__ == "__main__":
                     for k, a in enumerate(MATRIX_ACTIONS):
                         writer.add_scalar(f"charts/p_{a}{a}", joint_policy[k, k], global_step)
 
-            if global_step // 10_000 > (global_step - args.num_envs) // 10_000:
-                sps = int(global_step / (time.time() - start_time))
-                print(f"global_step={global_step}, SPS={sps}")
-                writer.add_scalar("charts/SPS", sps, global_step)
+            if global_step // progress_interval > (global_step - args.num_envs) // progress_interval:
+                now = time.time()
+                recent_sps = (global_step - progress_step) / (now - progress_time)
+                print(progress_line(global_step, args.total_timesteps, recent_sps, recent_returns))
+                writer.add_scalar("charts/SPS", int(global_step / (now - start_time)), global_step)
+                progress_step, progress_time = global_step, now
             if global_step // args.eval_interval > last_eval // args.eval_interval:
                 run_evaluation(global_step)
                 last_eval = global_step
@@ -917,8 +1003,7 @@ if __name__ == "__main__":
             run_evaluation(global_step)
     except KeyboardInterrupt:
         print(f"interrupted at global_step={global_step}")
-        if args.save_model:
-            save_checkpoint(model_path, learner, args, global_step)
+        exit_status = 128 + received_signal[0]  # 130 / 143, as a shell reports it: a sweep tells it from a finished run
     except FloatingPointError as error:
         writer.close()
         raise SystemExit(f"error: {error}") from None
@@ -929,3 +1014,4 @@ if __name__ == "__main__":
     if args.save_model:
         save_checkpoint(model_path, learner, args, global_step)
         print(f"model saved to {model_path}; evaluate it with: python {os.path.basename(__file__)} --eval-checkpoint {model_path}")
+    sys.exit(exit_status)

@@ -131,7 +131,8 @@ def test_hasac_with_temperature_one_escapes_to_cc(seed):
 # 3. parity with hasac_continuous.py: the shared pieces
 # ---------------------------------------------------------------------------------------------
 SHARED = ["critic_target", "actor_loss", "alpha_loss", "soft_update", "SoftQNetwork", "Batch", "hasac_update",
-          "linear", "stack_actor_weights", "save_checkpoint", "check_args", "render_video"]  # fmt: skip
+          "linear", "stack_actor_weights", "save_checkpoint", "check_args", "render_video", "transition_to_store",
+          "training_rng_preserved", "episode_shares", "make_run_dir", "progress_line"]  # fmt: skip
 
 
 @pytest.mark.parametrize("name", SHARED)
@@ -150,61 +151,41 @@ def test_same_module_level_names():
     assert len(common) >= 28
 
 
-def _twin_critics(state_dim, joint_action_dim, hidden_dim=16):
+def test_shared_actor_takes_one_step_per_agent_against_the_earlier_agents_new_actions(monkeypatch):
+    """With --share-param the one actor steps once per agent, in the permuted order, on that agent's observations; the
+    agents after the first draw from the actor as the earlier steps left it (the update code is the continuous script's,
+    whose float64 test checks the numbers)."""
+    envs = hd.make_env("simple_spread_v3", 1)
+    envs.close()
     torch.manual_seed(0)
-    qf_c = hc.SoftQNetwork(state_dim, joint_action_dim, hidden_dim)
-    qf_d = hd.SoftQNetwork(state_dim, joint_action_dim, hidden_dim)
-    qf_d.load_state_dict(qf_c.state_dict())
-    return qf_c, qf_d
-
-
-def test_critic_target_and_actor_loss_give_identical_numbers():
-    n_agents, act_dim, state_dim, batch_size = 3, 5, 7, 32
-    qf_c, qf_d = _twin_critics(state_dim, n_agents * act_dim)
-    g = torch.Generator().manual_seed(1)
-    one_hot = lambda: F.one_hot(torch.randint(0, act_dim, (batch_size, n_agents), generator=g), act_dim).float()  # noqa: E731
-    batch = dict(
-        obs=torch.randn(batch_size, n_agents, 4, generator=g), state=torch.randn(batch_size, state_dim, generator=g),
-        actions=one_hot(), rewards=torch.randn(batch_size, 1, generator=g),
-        next_obs=torch.randn(batch_size, n_agents, 4, generator=g), next_state=torch.randn(batch_size, state_dim, generator=g),
-        terminations=(torch.rand(batch_size, 1, generator=g) < 0.3).float(), discounts=torch.full((batch_size, 1), 0.99**3),
+    learner = hd.build_learner(envs, hd.Args(env_id="simple_spread_v3", share_param=True, hidden_dim=16), torch.device("cpu"))
+    g = torch.Generator().manual_seed(0)
+    n, batch_size = envs.n_agents, 8
+    batch = hd.Batch(
+        obs=torch.randn(batch_size, n, envs.obs_dim, generator=g), state=torch.randn(batch_size, envs.state_dim, generator=g),
+        actions=F.one_hot(torch.randint(0, envs.act_dim, (batch_size, n), generator=g), envs.act_dim).float(),
+        rewards=torch.randn(batch_size, 1, generator=g), next_obs=torch.randn(batch_size, n, envs.obs_dim, generator=g),
+        next_state=torch.randn(batch_size, envs.state_dim, generator=g), terminations=torch.zeros(batch_size, 1),
+        discounts=torch.full((batch_size, 1), 0.9),
     )  # fmt: skip
-    next_actions, next_log_probs, alphas = one_hot(), -torch.rand(batch_size, n_agents, generator=g), torch.tensor([0.1, 0.5, 2.0])
-    target_c = hc.critic_target(qf_c, hc.Batch(**batch), next_actions, next_log_probs, alphas)
-    target_d = hd.critic_target(qf_d, hd.Batch(**batch), next_actions, next_log_probs, alphas)
-    assert torch.equal(target_c, target_d)
+    actor, steps, seen = learner.actors[0], [], []
+    forward = type(actor).forward
 
-    joint_action = one_hot()
-    grads = []
-    for module, qf in ((hc, qf_c), (hd, qf_d)):
-        actions = joint_action.clone().requires_grad_()
-        loss = module.actor_loss(qf, qf.state_features(batch["state"]), actions, next_log_probs[:, :1], alphas[:1])
-        loss.backward()
-        grads.append((loss.detach(), actions.grad))
-    assert torch.equal(grads[0][0], grads[1][0]) and torch.equal(grads[0][1], grads[1][1])
+    def recording_forward(self, obs, *rest, **kwargs):
+        seen.append((obs.detach().clone(), [p.detach().clone() for p in self.parameters()]))
+        return forward(self, obs, *rest, **kwargs)
 
-
-def test_alpha_loss_and_soft_update_give_identical_numbers():
-    log_probs = -torch.rand(50) * 2
-    for target_entropy in (0.5 * math.log(5), -3.0):
-        losses = []
-        for module in (hc, hd):
-            log_alpha = torch.tensor(math.log(0.3), requires_grad=True)
-            loss = module.alpha_loss(log_alpha, log_probs, target_entropy)
-            loss.backward()
-            losses.append((loss.detach(), log_alpha.grad))
-        assert torch.equal(losses[0][0], losses[1][0]) and torch.equal(losses[0][1], losses[1][1])
-
-    qf_c, qf_d = _twin_critics(4, 6)
-    target_c, target_d = copy.deepcopy(qf_c), copy.deepcopy(qf_d)
-    with torch.no_grad():
-        for p_c, p_d in zip(qf_c.parameters(), qf_d.parameters()):
-            p_c.add_(1.0)
-            p_d.add_(1.0)
-    hc.soft_update(target_c, qf_c, 0.1)
-    hd.soft_update(target_d, qf_d, 0.1)
-    for p_c, p_d in zip(target_c.parameters(), target_d.parameters()):
-        assert torch.equal(p_c, p_d)
+    monkeypatch.setattr(type(actor), "forward", recording_forward)
+    optimizer_step = learner.actor_optimizers[0].step
+    learner.actor_optimizers[0].step = lambda: (steps.append([p.detach().clone() for p in actor.parameters()]), optimizer_step())
+    order = [2, 0, 1]
+    hd.hasac_update(learner, batch, order, 0.005)
+    assert len(steps) == n  # one step per agent, not one for all
+    # each agent's step is taken with that agent's observations, drawn from the actor as it is after the earlier steps
+    for k, i in enumerate(order):
+        draws = [params for obs, params in seen if obs.shape[1] == 1 and torch.equal(obs[:, 0], batch.obs[:, i])]
+        assert any(all(torch.equal(p, q) for p, q in zip(params, steps[k])) for params in draws), (k, i)
+    assert learner.alpha_optimizers is not None and all(la.grad is not None for la in learner.log_alphas)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -358,3 +339,109 @@ def test_save_model_then_eval_checkpoint(matrix_run):
 def test_bad_input_one_line_error(tmp_path, args, expected):
     result = run_script(tmp_path, *args, *MINI, script=DISCRETE)
     assert_one_line_error(result, expected, tmp_path)
+
+
+def test_eval_checkpoint_of_a_non_checkpoint_or_another_scripts_checkpoint(tmp_path):
+    (tmp_path / "notes.cleanrl_model").write_bytes(b"\x00\x01 not a checkpoint")
+    result = run_script(tmp_path, "--eval-checkpoint", "notes.cleanrl_model", *MINI, script=DISCRETE)
+    assert_one_line_error(result, ["cannot load checkpoint 'notes.cleanrl_model'", "not a checkpoint"], tmp_path)
+    torch.save({"script": "hasac_continuous.py", "args": {"env_id": "Ant-4x2"}}, tmp_path / "c.cleanrl_model")
+    result = run_script(tmp_path, "--eval-checkpoint", "c.cleanrl_model", *MINI, script=DISCRETE)
+    assert_one_line_error(result, ["not a hasac_discrete.py checkpoint (written by hasac_continuous.py)"], tmp_path)
+
+
+# ---------------------------------------------------------------------------------------------
+# 7. per-env defaults, evaluation never touches training, what the loop stores is what happened
+# ---------------------------------------------------------------------------------------------
+def test_matrix_game_defaults_yield_to_flags_in_any_spelling_and_show_in_help(tmp_path):
+    args = hd.parse_args(["--env-id", "matrix-game", "--total_timesteps", "200", "--num-envs", "4"])
+    assert (args.total_timesteps, args.num_envs, args.learning_starts) == (200, 4, hd.MATRIX_GAME_DEFAULTS["learning_starts"])
+    assert hd.parse_args(["--env_id=matrix-game"]).total_timesteps == hd.MATRIX_GAME_DEFAULTS["total_timesteps"]
+    assert hd.parse_args(["--env-id", "simple_spread_v3"]).total_timesteps == hd.Args().total_timesteps
+    result = run_script(tmp_path, "--env-id", "matrix-game", "--help", script=DISCRETE)
+    assert_ok(result)
+    help_text = re.sub(r"[\s│]+", " ", result.stdout)
+    assert f"summed over the parallel envs (default: {hd.MATRIX_GAME_DEFAULTS['total_timesteps']})" in help_text, help_text
+
+
+def test_evaluation_has_no_side_effect_on_training(tmp_path):
+    """A discrete MPE run evaluating every 100 env steps logs exactly the training numbers of the same run evaluating
+    only at the end."""
+    logs = []
+    for cwd, interval in ((tmp_path / "quiet", "100000"), (tmp_path / "evaluating", "100")):
+        cwd.mkdir()
+        assert_ok(run_script(cwd, "--env-id", "simple_spread_v3", *TINY, "--eval-interval", interval, script=DISCRETE))
+        logs.append(read_scalars(run_dir(cwd)))
+    quiet, evaluating = logs
+    assert [s for s, _ in evaluating["eval/episodic_return"]] == list(range(100, 601, 100))
+    for tag in LOSS_TAGS + ["charts/episodic_return"]:
+        assert evaluating[tag] == quiet[tag], tag
+
+
+def test_evaluate_gives_each_env_its_share_of_episodes():
+    """Env 0's episodes last 5 steps and env 1's 25: 4 episodes are 2 of each, each the ones it runs alone."""
+    import mpe2.simple_spread_v3
+
+    envs = hd.make_env("simple_spread_v3", 2)
+    envs.envs[0] = mpe2.simple_spread_v3.parallel_env(continuous_actions=False, max_cycles=5)
+    torch.manual_seed(0)
+    learner = hd.build_learner(envs, hd.Args(env_id="simple_spread_v3", hidden_dim=32), torch.device("cpu"))
+    returns = hd.evaluate(learner, envs, 4, seed=3, device="cpu")
+    alone = []
+    for e, seed in enumerate((3, 4)):
+        single = hd.make_env("simple_spread_v3", 1)
+        single.envs[0] = envs.envs[e]
+        alone += hd.evaluate(learner, single, 2, seed=seed, device="cpu")
+    assert returns == pytest.approx(alone, rel=1e-6)
+
+
+@pytest.mark.parametrize("env_id, steps", [("simple_spread_v3", 60), ("matrix-game", 3)])
+def test_what_the_loop_stores_is_what_happened(env_id, steps):
+    """Drive the loop's storing code (transition_to_store, then the replay buffer's add) on real envs: an MPE time limit
+    (25 steps) is stored as done with the time-out flag and the true final observation and state, beside twin envs
+    stepped by hand; every matrix-game step is a real ending (done, no time-out)."""
+    import gymnasium as gym
+    from stable_baselines3.common.buffers import NStepReplayBuffer
+
+    envs = hd.make_env(env_id, 2)
+    n, obs_dim = envs.n_agents, envs.obs_dim
+    twins = [hd.make_pettingzoo_env(env_id, None) for _ in range(2)] if env_id != "matrix-game" else None
+
+    def twin_obs(twin, observed):
+        return np.stack([np.pad(observed[a], (0, obs_dim - len(observed[a]))) for a in twin.possible_agents])
+
+    def pack(obs, state):
+        return np.concatenate([obs.reshape(len(obs), -1), state], 1)
+
+    rb = NStepReplayBuffer(
+        1000, gym.spaces.Box(-np.inf, np.inf, (n * obs_dim + envs.state_dim,)), gym.spaces.Box(0.0, 1.0, (n * envs.act_dim,)),
+        "cpu", n_envs=2, handle_timeout_termination=True, n_steps=3, gamma=0.99,
+    )  # fmt: skip
+    obs, state, avail = envs.reset(seed=5)
+    if twins:
+        for e, twin in enumerate(twins):
+            np.testing.assert_allclose(obs[e], twin_obs(twin, twin.reset(seed=5 + e)[0]), rtol=1e-6)
+    np.random.seed(0)
+    seen = {"terminated": 0, "truncated": 0}
+    for t in range(steps):
+        actions = hd.random_available_actions(avail)
+        next_obs, next_state, avail, rewards, terminations, truncations, infos = envs.step(actions)
+        real_next_obs, real_next_state, dones, timeouts = hd.transition_to_store(next_obs, next_state, terminations, truncations, infos)
+        rb.add(pack(obs, state), pack(real_next_obs, real_next_state), actions.reshape(2, -1), rewards, dones, timeouts)
+        for e in range(2):
+            if twins is None:  # one state, one step: the payoff ends the episode
+                terminated, truncated = True, False
+                np.testing.assert_array_equal(rb.next_observations[t, e], np.ones(n * obs_dim + envs.state_dim))
+            else:
+                twin = twins[e]
+                observed, _, terms, truncs, _ = twin.step({a: int(actions[e, i].argmax()) for i, a in enumerate(twin.possible_agents)})
+                terminated, truncated = any(terms.values()), any(truncs.values()) and not any(terms.values())
+                expected = pack(twin_obs(twin, observed)[None], np.asarray(twin.state(), np.float32)[None])[0]
+                np.testing.assert_allclose(rb.next_observations[t, e], expected, rtol=1e-6, atol=1e-6)
+                if terminated or truncated:
+                    observed = twin.reset()[0]
+                np.testing.assert_allclose(next_obs[e], twin_obs(twin, observed), rtol=1e-6, atol=1e-6)
+            assert (rb.dones[t, e], rb.timeouts[t, e]) == (terminated or truncated, truncated)
+            seen["terminated" if terminated else "truncated"] += terminated or truncated
+        obs, state = next_obs, next_state
+    assert seen["terminated" if env_id == "matrix-game" else "truncated"] >= 2, seen
