@@ -18,8 +18,11 @@ stable-baselines3.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import math
 import os
+import pickle
 import random
 import signal
 import sys
@@ -31,6 +34,7 @@ try:  # Isaac Gym must be imported before torch; it exists only where Isaac Gym 
     import isaacgym  # noqa: F401
 except ImportError:
     isaacgym = None
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -64,8 +68,8 @@ class Args:
     # Algorithm specific arguments
     env_id: str = "transport"
     """the environment id: a VMAS scenario (e.g. transport, balance, wheel) or a Bi-DexHands task (e.g. ShadowHandOver)"""
-    total_timesteps: int = 10_000_000
-    """total environment steps, summed over the parallel envs"""
+    total_timesteps: int = 10_240_000
+    """total environment steps, summed over the parallel envs (a multiple of --num-envs: 40,000 steps of 256 envs)"""
     num_envs: int = 256
     """the number of parallel environments (all stepped as one batch on the device)"""
     buffer_size: int = 1_000_000
@@ -104,6 +108,8 @@ class Args:
     """env steps between deterministic evaluations (VMAS only: Isaac Gym holds one simulation per process)"""
     eval_episodes: int = 64
     """episodes per evaluation (one batch of that many envs)"""
+    eval_checkpoint: Optional[str] = None
+    """evaluate a saved `.cleanrl_model` (VMAS) instead of training"""
 
     # isaacgym specific arguments
     episode_length: Optional[int] = None
@@ -170,10 +176,17 @@ class VmasEnv:
                 f"unknown env id {scenario!r}; valid: the VMAS scenarios {', '.join(valid_ids)}, "
                 f"or a Bi-DexHands task {', '.join(DEXHANDS_EPISODE_STEPS)}"
             )
-        self.env = vmas.make_env(scenario, num_envs=num_envs, device=device, continuous_actions=True, seed=seed, **scenario_kwargs)
+        from vmas.simulator.environment import Environment
+
+        # VMAS keeps one random state for all its envs (a class attribute swapped in around every reset and step, and
+        # overwritten by seeding): each VmasEnv gets its own, so that the eval envs' seeded resets never rewind the
+        # training envs' initial states, and a run's training does not depend on when it evaluates.
+        self.shared_random_state, self.random_state = Environment.vmas_random_state, list(Environment.vmas_random_state)
+        with self.own_random_state():
+            self.env = vmas.make_env(scenario, num_envs=num_envs, device=device, continuous_actions=True, seed=seed, **scenario_kwargs)
+            observations = self.env.reset()
         self.device, self.num_envs, self.n_agents = torch.device(device), num_envs, self.env.n_agents
         self.episode_length = episode_length or VMAS_EPISODE_STEPS
-        observations = self.env.reset()
         if not all(isinstance(o, torch.Tensor) and o.dim() == 2 for o in observations):
             raise ValueError(f"VMAS scenario {scenario!r} has structured observations; this script takes flat ones")
         self.obs_dims = [o.shape[-1] for o in observations]
@@ -191,15 +204,27 @@ class VmasEnv:
         self.finished = torch.zeros(num_envs, dtype=torch.bool, device=self.device)  # terminated, idling until the reset
         self.elapsed = 0  # steps since the common reset: a host counter, so the time limit needs no sync
 
+    @contextlib.contextmanager
+    def own_random_state(self):
+        others = list(self.shared_random_state)
+        self.shared_random_state[:] = self.random_state
+        try:
+            yield
+        finally:
+            self.random_state = list(self.shared_random_state)
+            self.shared_random_state[:] = others
+
     def reset(self, seed: Optional[int] = None):
-        state = torch.cat(self.env.reset(seed=seed), -1)  # [E, S]
+        with self.own_random_state():
+            state = torch.cat(self.env.reset(seed=seed), -1)  # [E, S]
         self.finished.zero_()
         self.elapsed = 0
         return observations_from_state(state, self.obs_index), state, None
 
     def step(self, actions: torch.Tensor):
         valid = ~self.finished
-        observations, rewards, dones, _ = self.env.step([actions[:, i, : self.act_dims[i]] for i in range(self.n_agents)])
+        with self.own_random_state():
+            observations, rewards, dones, _ = self.env.step([actions[:, i, : self.act_dims[i]] for i in range(self.n_agents)])
         state = torch.cat(observations, -1)  # N x [E, obs_i] -> [E, S]
         reward = torch.stack(rewards, -1).mean(-1)  # [E, N] -> [E]
         terminated = dones & valid
@@ -452,8 +477,8 @@ def critic_target(qf_target, batch: Batch, next_actions, next_log_probs, alphas)
 def actor_loss(qf, state_features, joint_action, log_probs, alphas) -> torch.Tensor:
     """Eq. 10: E[alpha^i log pi^i(a^i|o^i) - min_j Q_j(s, a)] for the agents being updated.
 
-    log_probs [B, G] and alphas [G] of the G agents updated in this step (one, or all with
-    --share-param); joint_action [B, N, act_dim] holds their fresh actions.
+    log_probs [B, G] and alphas [G] of the G agents whose fresh actions joint_action [B, N, act_dim]
+    holds (the sequential update passes one agent at a time).
     """
     min_q = qf.q_values(state_features, joint_action.flatten(1)).min(0).values  # [B, 1]
     return ((log_probs * alphas).sum(-1) - min_q.squeeze(-1)).mean()
@@ -483,8 +508,6 @@ class Learner(NamedTuple):
     alpha_optimizers: Optional[list]  # None: fixed temperature
     target_entropies: list  # -dim(A^i) on the normalised action, in the env's units
     action_mask: torch.Tensor  # [N, 1, act_dim]
-
-
 
 
 def critic_step(learner: Learner, batch: Batch):
@@ -527,9 +550,10 @@ def critic_step(learner: Learner, batch: Batch):
 
 
 def actor_step(learner: Learner, batch: Batch, actions, alphas, state_features, agents: slice, resample: bool):
-    """One step of Eq. 10 for the agents in `agents` (one, or all with --share-param), then
-    their temperatures; with `resample`, their entries of `actions` [B, N, act_dim] are
-    re-drawn in place from the updated policy for the agents after them.
+    """One step of Eq. 10 for the one agent in the slice `agents` (slicing keeps its agent axis: [B, 1, ...]),
+    then its temperature; with `resample`, its entries of `actions` [B, N, act_dim] are re-drawn in place from the
+    updated policy for the agents after it. Its actions at s are drawn afresh, so with --share-param each agent's step
+    sees the shared actor as the earlier agents' steps left it.
     Returns (actor loss, temperature losses [G] or None, entropy). The critic is frozen by the caller.
     """
     policy = learner.policy_of_agent[agents.start]
@@ -559,12 +583,12 @@ def actor_step(learner: Learner, batch: Batch, actions, alphas, state_features, 
 def hasac_update_with(critic_step_fn, actor_step_fn, learner: Learner, batch: Batch, agent_order, tau: float) -> dict:
     """`hasac_update` with the two halves given: eager, compiled or CUDA-graph replays of
     `critic_step` and `actor_step` (see `make_update`)."""
-    n_agents = len(learner.policy_of_agent)
     actions, alphas, state_features, qf1_loss, qf2_loss, qf1_values = critic_step_fn(learner, batch)
 
-    # Actors: heterogeneous-agent soft policy improvement, one agent after another (Eq. 10)
-    # with --share-param the one shared actor takes a single step on all agents' actions
-    groups = [slice(0, n_agents)] if len(learner.actors) == 1 else [slice(i, i + 1) for i in agent_order]
+    # Actors: heterogeneous-agent soft policy improvement, one agent after another (Eq. 10).
+    # With --share-param the shared actor takes one step per agent, in the same order, as the
+    # official implementation does: each agent's step sees the earlier agents' new actions.
+    groups = [slice(i, i + 1) for i in agent_order]
     learner.qf.requires_grad_(False)
     actor_losses, alpha_losses, entropies = [], [], []
     for step, agents in enumerate(groups):
@@ -665,10 +689,7 @@ class CudaGraphUpdate:
         pool = torch.cuda.graph_pool_handle()
         self.critic_graph, self.critic_outputs = capture_cuda_graph(lambda: self.critic_fn(learner, self.batch), pool)
         actions, alphas, state_features = self.critic_outputs[:3]
-        if len(learner.actors) == 1:
-            keys = [(0, n_agents, False)]
-        else:
-            keys = [(i, i + 1, resample) for i in range(n_agents) for resample in (True, False)]
+        keys = [(i, i + 1, resample) for i in range(n_agents) for resample in (True, False)]
         learner.qf.requires_grad_(False)
         self.actor_graphs = {
             key: capture_cuda_graph(lambda key=key: self.actor_fn(learner, self.batch, actions, alphas, state_features, slice(key[0], key[1]), key[2]), pool)
@@ -803,9 +824,23 @@ class ReplayBuffer:
         )  # fmt: skip
 
 
+@contextlib.contextmanager
+def training_rng_preserved():
+    """Evaluation must not change training: env libraries may seed the global generators when an env is reset with a
+    seed (VMAS calls torch.manual_seed), and the run's random stream must not depend on when or whether it evaluates."""
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    try:
+        with torch.random.fork_rng(devices=range(torch.cuda.device_count()) if torch.cuda.is_initialized() else []):
+            yield
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+
+
+@training_rng_preserved()
 def evaluate(learner: Learner, envs, n_episodes: int, seed: int, device) -> list:
-    """Team returns of `n_episodes` episodes with deterministic actions (tanh of the mean):
-    one batch of envs, one episode each, stepped to the time limit."""
+    """Team returns of `n_episodes` episodes with deterministic actions (tanh of the mean): one batch of envs, one
+    episode each, stepped to the time limit (so no env's share of episodes can favour short ones)."""
     obs, _, _ = envs.reset(seed=seed)
     returns = torch.zeros(envs.num_envs, device=device)
     for _ in range(envs.episode_length):
@@ -817,6 +852,7 @@ def evaluate(learner: Learner, envs, n_episodes: int, seed: int, device) -> list
 def save_checkpoint(path: str, learner: Learner, args: Args, global_step: int):
     torch.save(
         {
+            "script": os.path.basename(__file__),
             "args": asdict(args),
             "global_step": global_step,
             "actors": [actor.state_dict() for actor in learner.actors],
@@ -831,7 +867,13 @@ def save_checkpoint(path: str, learner: Learner, args: Args, global_step: int):
 
 def load_checkpoint(path: str, device: torch.device):
     """-> (the saved run's Args, a Learner holding its weights)."""
-    checkpoint = torch.load(path, map_location=device, weights_only=False)
+    try:
+        checkpoint = torch.load(path, map_location=device, weights_only=False)
+    except (pickle.UnpicklingError, EOFError, RuntimeError) as error:
+        raise ValueError(f"not a checkpoint ({error})") from None
+    script = checkpoint.get("script") if isinstance(checkpoint, dict) else None
+    if script != os.path.basename(__file__):
+        raise ValueError(f"not a {os.path.basename(__file__)} checkpoint (written by {script or 'an unknown program'})")
     saved_args = Args(**checkpoint["args"])
     envs = make_env(saved_args.env_id, 1, device, saved_args.episode_length)
     learner = build_learner(envs, saved_args, device)
@@ -854,12 +896,21 @@ def check_args(args: Args):
             raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     if args.episode_length is not None and args.episode_length <= 0:
         raise ValueError(f"--episode-length must be positive, got {args.episode_length}")
-    if not 0 < args.tau <= 1 or not 0 <= args.gamma <= 1:
-        raise ValueError("--tau must be in (0, 1] and --gamma in [0, 1]")
+    if not 0 < args.tau <= 1:
+        raise ValueError(f"--tau must be in (0, 1], got {args.tau}")
+    if not 0 <= args.gamma <= 1:
+        raise ValueError(f"--gamma must be in [0, 1], got {args.gamma}")
     if args.alpha <= 0:
         raise ValueError("--alpha must be positive (it is the initial value with --autotune)")
     if args.buffer_size // args.num_envs <= args.n_step:
         raise ValueError("--buffer-size / --num-envs must exceed --n-step")
+    if args.buffer_size < args.batch_size:
+        raise ValueError(f"--buffer-size ({args.buffer_size}) must be at least --batch-size ({args.batch_size})")
+    if args.eval_checkpoint is None and args.total_timesteps % args.num_envs:
+        lower = args.total_timesteps // args.num_envs * args.num_envs
+        raise ValueError(f"--total-timesteps must be a multiple of --num-envs {args.num_envs}: {lower or args.num_envs} or {lower + args.num_envs}")
+    if args.eval_checkpoint is None and args.total_timesteps <= args.learning_starts:
+        raise ValueError(f"--total-timesteps ({args.total_timesteps}) must exceed --learning-starts ({args.learning_starts}), or nothing is trained")
     if args.capture_video:
         raise ValueError("--capture-video is not supported by this script (batched on-device envs)")
     if args.matmul_precision not in ("highest", "high", "medium"):
@@ -870,14 +921,39 @@ def check_args(args: Args):
         raise ValueError("--cudagraphs needs a GPU (CUDA graphs do not exist on the CPU): add --cuda, or use --compile alone")
 
 
+def make_run_dir(run_name: str) -> str:
+    """Creates runs/{run_name} and returns the name. A run started in the same second with the same env and seed gets
+    a suffix (_2, _3, ...) instead of mixing its logs and checkpoint into the other's folder."""
+    for k in itertools.count(1):
+        name = run_name if k == 1 else f"{run_name}_{k}"
+        try:
+            os.makedirs(f"runs/{name}")
+            return name
+        except FileExistsError:
+            continue
+
+
+def progress_line(global_step: int, total_timesteps: int, recent_sps: float, recent_return: Optional[float]) -> str:
+    """How far along the run is, how fast it went lately, how well it does, and how long it still needs."""
+    seconds_left = int((total_timesteps - global_step) / max(recent_sps, 1e-9))
+    hours, minutes = divmod(seconds_left // 60, 60)
+    left = f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds_left % 60:02d}s"
+    returns = "n/a" if recent_return is None else f"{recent_return:.2f}"
+    return (
+        f"global_step={global_step}/{total_timesteps} ({100 * global_step / total_timesteps:.1f}%), SPS={recent_sps:.0f}, "
+        f"recent episodic_return={returns}, time left ~{left}"
+    )
+
+
 if __name__ == "__main__":
     args = tyro.cli(Args)
     try:
         check_args(args)
         device = torch.device("cuda" if args.cuda else "cpu")
-        envs = make_env(args.env_id, args.num_envs, device, args.episode_length, args.seed)
-        if args.share_param and (len(set(envs.obs_dims)) > 1 or len(set(envs.act_dims)) > 1):
-            raise ValueError(f"--share-param needs equal agent spaces; {args.env_id} has obs dims {envs.obs_dims} and action dims {envs.act_dims}")
+        if args.eval_checkpoint is None:
+            envs = make_env(args.env_id, args.num_envs, device, args.episode_length, args.seed)
+            if args.share_param and (len(set(envs.obs_dims)) > 1 or len(set(envs.act_dims)) > 1):
+                raise ValueError(f"--share-param needs equal agent spaces; {args.env_id} has obs dims {envs.obs_dims} and action dims {envs.act_dims}")
     except ValueError as error:
         raise SystemExit(f"error: {error}") from None
 
@@ -887,7 +963,19 @@ if __name__ == "__main__":
     torch.backends.cudnn.deterministic = args.torch_deterministic
     torch.set_float32_matmul_precision(args.matmul_precision)
 
-    run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    if args.eval_checkpoint is not None:
+        try:
+            saved_args, learner = load_checkpoint(args.eval_checkpoint, device)
+            if saved_args.env_id in DEXHANDS_EPISODE_STEPS:
+                raise ValueError("Bi-DexHands checkpoints are evaluated by training runs only (Isaac Gym holds one simulation per process)")
+            eval_envs = make_env(saved_args.env_id, args.eval_episodes, device, saved_args.episode_length, args.seed)
+        except (OSError, KeyError, TypeError, RuntimeError, ValueError) as error:
+            raise SystemExit(f"error: cannot evaluate checkpoint {args.eval_checkpoint!r}: {error}") from None
+        returns = torch.tensor(evaluate(learner, eval_envs, args.eval_episodes, args.seed, device))
+        print(f"{saved_args.env_id}: eval/episodic_return {returns.mean().item():.2f} +- {returns.std(unbiased=False).item():.2f} over {len(returns)} episodes")  # fmt: skip
+        sys.exit(0)
+
+    run_name = make_run_dir(f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}")
     if args.track:
         try:
             import wandb
@@ -926,7 +1014,10 @@ if __name__ == "__main__":
         if args.save_model:
             save_checkpoint(model_path, learner, args, global_step)
 
+    received_signal = [signal.SIGINT]  # Ctrl-C arrives as KeyboardInterrupt; SIGTERM (a scheduler's stop) is routed there
+
     def stop_on_sigterm(signum, frame):
+        received_signal[0] = signum
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop_on_sigterm)
@@ -938,7 +1029,8 @@ if __name__ == "__main__":
     # running sums on the device, read only at log time: [E] per env, scalars over finished episodes
     episode_return, episode_length = torch.zeros(args.num_envs, device=device), torch.zeros(args.num_envs, device=device)
     finished_returns, finished_lengths, finished_episodes = (torch.zeros((), device=device) for _ in range(3))
-    global_step, last_eval, last_log, metrics = 0, 0, 0, None
+    global_step, last_eval, last_log, metrics, exit_status = 0, 0, 0, None, 0
+    log_step, log_time = 0, start_time
     try:
         for iteration in range(1, args.total_timesteps // args.num_envs + 1):
             # ALGO LOGIC: put action logic here
@@ -974,15 +1066,13 @@ if __name__ == "__main__":
 
             # Logging is the one place the loop waits for the device (.item()): every log_interval env steps.
             if global_step // args.log_interval > last_log // args.log_interval:
-                last_log = global_step
-                sps = int(global_step / (time.time() - start_time))
-                line = f"global_step={global_step}, SPS={sps}"
-                writer.add_scalar("charts/SPS", sps, global_step)
+                last_log, now, mean_return = global_step, time.time(), None
+                writer.add_scalar("charts/SPS", int(global_step / (now - start_time)), global_step)
+                recent_sps, log_step, log_time = (global_step - log_step) / (now - log_time), global_step, now
                 if finished_episodes.item() > 0:
                     mean_return = (finished_returns / finished_episodes).item()
                     writer.add_scalar("charts/episodic_return", mean_return, global_step)
                     writer.add_scalar("charts/episodic_length", (finished_lengths / finished_episodes).item(), global_step)
-                    line += f", episodic_return={mean_return:.2f}"
                     finished_returns.zero_(), finished_lengths.zero_(), finished_episodes.zero_()
                 if metrics is not None:
                     # a non-finite loss poisons the parameters, so it is still visible here
@@ -999,7 +1089,7 @@ if __name__ == "__main__":
                         writer.add_scalar(f"losses/alpha/agent_{i}", alpha, global_step)
                     if metrics["alpha_loss"] is not None:
                         writer.add_scalar("losses/alpha_loss", metrics["alpha_loss"].item(), global_step)
-                print(line)
+                print(progress_line(global_step, args.total_timesteps, recent_sps, mean_return))
             if global_step // args.eval_interval > last_eval // args.eval_interval:
                 run_evaluation(global_step)
                 last_eval = global_step
@@ -1007,8 +1097,7 @@ if __name__ == "__main__":
             run_evaluation(global_step)
     except KeyboardInterrupt:
         print(f"interrupted at global_step={global_step}")
-        if args.save_model:
-            save_checkpoint(model_path, learner, args, global_step)
+        exit_status = 128 + received_signal[0]  # 130 / 143, as a shell reports it: a sweep tells it from a finished run
     except FloatingPointError as error:
         writer.close()
         raise SystemExit(f"error: {error}") from None
@@ -1019,4 +1108,5 @@ if __name__ == "__main__":
         writer.close()
     if args.save_model:
         save_checkpoint(model_path, learner, args, global_step)
-        print(f"model saved to {model_path}")
+        print(f"model saved to {model_path}; evaluate it with: python {os.path.basename(__file__)} --eval-checkpoint {model_path}")
+    sys.exit(exit_status)

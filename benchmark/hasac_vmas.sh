@@ -7,7 +7,7 @@
 # Usage (from anywhere):   bash benchmark/hasac_vmas.sh
 #   SEEDS="1 2 3"              seeds per scenario
 #   TASKS="transport balance"  a subset of the scenarios below (default: all five)
-#   TOTAL_TIMESTEPS=10000000   env steps per run
+#   TOTAL_TIMESTEPS=10240000   env steps per run (a multiple of the 256 envs)
 #   EXTRA_ARGS="--cuda --num-envs 4096"   appended to every command
 #   JOBS=1                     runs at a time (parallel through xargs -P)
 #   DRY_RUN=1                  print the commands, run nothing
@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 ALL_TASKS="transport balance wheel dispersion navigation"
 SEEDS=${SEEDS:-"1 2 3"}
 TASKS=${TASKS:-$ALL_TASKS}
-TOTAL_TIMESTEPS=${TOTAL_TIMESTEPS:-10000000}
+TOTAL_TIMESTEPS=${TOTAL_TIMESTEPS:-10240000}
 EXTRA_ARGS=${EXTRA_ARGS:-}
 
 for task in $TASKS; do

@@ -6,12 +6,13 @@ import copy
 import importlib
 import inspect
 import random
+import re
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, assert_finite_series, assert_ok, read_scalars, run_dir, run_script
+from conftest import ROOT, assert_finite_series, assert_ok, assert_one_line_error, read_scalars, run_dir, run_script
 
 ISAACGYM = ROOT / "hasac_isaacgym.py"
 isaacgym = importlib.import_module("hasac_isaacgym")
@@ -43,10 +44,15 @@ def test_smoke_transport(tmp_path):
 
 
 def test_script_parses_as_python_38():
+    """Isaac Gym runs on Python 3.8. The check itself must catch 3.9+ syntax (it does for these two; it is
+    best-effort, so the script also avoids 3.9+ library calls by hand)."""
+    for newer in ("with (open('a') as a, open('b') as b):\n    pass\n", "match x:\n    case 1:\n        pass\n"):
+        with pytest.raises(SyntaxError):
+            ast.parse(newer, feature_version=(3, 8))
     ast.parse(ISAACGYM.read_text(), feature_version=(3, 8))
 
 
-SHARED = ["linear", "Actor", "stack_actor_weights", "sample_actions", "SoftQNetwork", "Batch", "critic_target", "actor_loss", "alpha_loss", "soft_update", "Learner", "act", "save_checkpoint"]  # fmt: skip
+SHARED = ["linear", "Actor", "stack_actor_weights", "sample_actions", "SoftQNetwork", "Batch", "critic_target", "actor_loss", "alpha_loss", "soft_update", "Learner", "act", "save_checkpoint", "training_rng_preserved", "make_run_dir"]  # fmt: skip
 
 
 @pytest.mark.parametrize("name", SHARED)
@@ -92,7 +98,7 @@ def _continuous_twin(learner, envs, args):
 @pytest.mark.parametrize("scenario, share_param, autotune", [("transport", False, True), ("transport", True, True), ("balance", False, False)])
 def test_update_matches_hasac_continuous(scenario, share_param, autotune, monkeypatch):
     """Same weights, batch and agent order -> the same updated parameters and losses, twice in a
-    row. hasac_continuous.py draws each agent's actions at s once (the draw its own step then
+    row (with --share-param: one step of the shared actor per agent, as hasac_continuous.py takes). hasac_continuous.py draws each agent's actions at s once (the draw its own step then
     differentiates); this script draws them again inside each actor step, which its compiled
     and CUDA-graph halves need. Both are the algorithm; their random streams differ, so the
     sampling noise is zero here (actions tanh(mean), log-probs of the mean), and the two must
@@ -130,6 +136,7 @@ def test_compile_gives_the_eager_update():
     torch.manual_seed(0)
     eager = isaacgym.build_learner(spec, args, torch.device("cpu"))
     compiled = copy.deepcopy(eager)
+    initial = [t.clone() for t in _all_tensors(eager)]
     eager_update, compiled_update = isaacgym.make_update(eager), isaacgym.make_update(compiled, compile=True)
     for step in range(3):
         batch = _random_batch(spec, batch_size=32, seed=step)
@@ -141,7 +148,7 @@ def test_compile_gives_the_eager_update():
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
         for name in ("qf1_loss", "actor_loss", "alpha_loss"):
             torch.testing.assert_close(got[name], expected[name], rtol=1e-4, atol=1e-5)
-    assert any(not torch.equal(a, b) for a, b in zip(_all_tensors(compiled), _all_tensors(isaacgym.build_learner(spec, args, torch.device("cpu")))))
+    assert all(not torch.equal(a, b) for a, b in zip(_all_tensors(compiled)[: -spec.n_agents], initial)), "the updates left weights unchanged"
     obs = torch.randn(7, 2, 5)
     torch.manual_seed(9)
     expected_actions = isaacgym.act(eager, obs)
@@ -228,3 +235,110 @@ def test_bad_input_one_line_error(tmp_path, args, expected):
     assert result.returncode != 0
     lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], lines
+
+
+def test_smoke_run_prints_progress_with_time_left(tmp_path):
+    result = run_script(tmp_path, *SMOKE, "--total-timesteps", "480", script=ISAACGYM)
+    assert_ok(result)
+    lines = [line for line in result.stdout.splitlines() if line.startswith("global_step=") and "time left" in line]
+    assert len(lines) == 3, result.stdout
+    assert re.fullmatch(r"global_step=480/480 \(100\.0%\), SPS=\d+, recent episodic_return=-?\d+\.\d+, time left ~0m00s", lines[-1]), lines[-1]
+
+
+def test_evaluation_leaves_the_training_random_streams_alone():
+    """VMAS keeps one random state for all its envs, and seeding one env (as evaluate's reset does) re-seeds it and,
+    through torch.manual_seed, the CUDA generators: without isolation every evaluation would rewind the training
+    envs' next initial states to the eval seed's. Training with evaluations in between must see what it sees without."""
+
+    def training_draws(evaluate_between: bool):
+        random.seed(1), np.random.seed(1), torch.manual_seed(1)
+        envs = isaacgym.make_env("transport", 4, "cpu", 3, seed=1)
+        learner = isaacgym.build_learner(envs, isaacgym.Args(hidden_dim=16), torch.device("cpu"))
+        obs, states = envs.reset(seed=1)[0], []
+        for _ in range(3):
+            if evaluate_between:
+                eval_envs = isaacgym.make_env("transport", 2, "cpu", 3, seed=7)
+                assert len(isaacgym.evaluate(learner, eval_envs, 2, seed=7, device="cpu")) == 2
+            for _ in range(3):  # to the time limit: the training envs reset from VMAS's random state
+                obs, state = envs.step(isaacgym.act(learner, obs))[:2]
+            states.append(state)
+        return torch.stack(states), torch.rand(3), np.random.rand(3), random.random()
+
+    quiet, evaluated = training_draws(False), training_draws(True)
+    torch.testing.assert_close(evaluated[0], quiet[0], rtol=0, atol=0)
+    torch.testing.assert_close(evaluated[1], quiet[1], rtol=0, atol=0)
+    assert np.array_equal(evaluated[2], quiet[2]) and evaluated[3] == quiet[3]
+
+
+@pytest.fixture(scope="module")
+def transport_checkpoint(tmp_path_factory):
+    cwd = tmp_path_factory.mktemp("transport")
+    result = run_script(cwd, *SMOKE, "--total-timesteps", "320", "--save-model", script=ISAACGYM)
+    assert_ok(result)
+    return cwd, next(run_dir(cwd).glob("*.cleanrl_model")), result
+
+
+def test_save_model_then_eval_checkpoint(transport_checkpoint):
+    cwd, checkpoint, result = transport_checkpoint
+    assert f"--eval-checkpoint {checkpoint.relative_to(cwd)}" in result.stdout
+    saved_args, learner = isaacgym.load_checkpoint(str(checkpoint), torch.device("cpu"))
+    assert saved_args.env_id == "transport" and saved_args.episode_length == 20 and len(learner.actors) == 4
+    evaluated = run_script(cwd, "--eval-checkpoint", str(checkpoint.relative_to(cwd)), "--eval-episodes", "3", script=ISAACGYM)
+    assert_ok(evaluated)
+    assert re.search(r"^transport: eval/episodic_return -?\d+\.\d+ \+- \d+\.\d+ over 3 episodes$", evaluated.stdout, re.M), evaluated.stdout
+    assert len(list((cwd / "runs").iterdir())) == 1  # evaluating writes no run
+
+
+def test_eval_checkpoint_of_a_non_checkpoint_or_another_scripts_checkpoint(tmp_path):
+    (tmp_path / "notes.cleanrl_model").write_text("not a checkpoint")
+    result = run_script(tmp_path, "--eval-checkpoint", "notes.cleanrl_model", script=ISAACGYM)
+    assert_one_line_error(result, ["cannot evaluate checkpoint 'notes.cleanrl_model'", "not a checkpoint"], tmp_path)
+    torch.save({"script": "hasac_continuous.py", "args": {"env_id": "Ant-4x2"}}, tmp_path / "c.cleanrl_model")
+    result = run_script(tmp_path, "--eval-checkpoint", "c.cleanrl_model", script=ISAACGYM)
+    assert_one_line_error(result, ["not a hasac_isaacgym.py checkpoint (written by hasac_continuous.py)"], tmp_path)
+
+
+@pytest.mark.parametrize("signal_name, exit_status", [("SIGINT", 130), ("SIGTERM", 143)])
+def test_interrupt_saves_a_loadable_checkpoint_and_exits_with_the_signals_status(tmp_path, signal_name, exit_status):
+    import signal
+    import subprocess
+    import sys
+
+    from conftest import SUBPROCESS_ENV
+
+    args = [*SMOKE, "--total-timesteps", "100000000", "--save-model"]
+    process = subprocess.Popen(
+        [sys.executable, str(ISAACGYM), *args], cwd=tmp_path, env=SUBPROCESS_ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # a background job inherits an ignored SIGINT
+    )  # fmt: skip
+    try:
+        for line in process.stdout:  # block until the run has logged losses after training started
+            if line.startswith("global_step=480/"):
+                break
+        process.send_signal(getattr(signal, signal_name))
+        output = process.communicate(timeout=120)[0]
+    finally:
+        process.kill()
+    assert process.returncode == exit_status, output
+    interrupted_step = int(re.search(r"interrupted at global_step=(\d+)", output).group(1))
+    checkpoint = next(run_dir(tmp_path).glob("*.cleanrl_model"))
+    assert torch.load(checkpoint, weights_only=False)["global_step"] == interrupted_step >= 480
+    assert_finite_series(read_scalars(run_dir(tmp_path)), "losses/qf1_loss")
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--gamma", "2"], ["--gamma must be in [0, 1], got 2"]),
+        (["--total-timesteps", "160"], ["--total-timesteps (160) must exceed --learning-starts (160)"]),
+        (["--buffer-size", "32"], ["--buffer-size (32) must be at least --batch-size (64)"]),
+        (["--total-timesteps", "801"], ["multiple of --num-envs 8: 800 or 808"]),
+    ],
+)
+def test_impossible_budgets_one_line_error(tmp_path, args, expected):
+    assert_one_line_error(run_script(tmp_path, *SMOKE, *args, script=ISAACGYM), expected, tmp_path)
+
+
+def test_run_dirs_never_collide(tmp_path):
+    names = [isaacgym.make_run_dir("transport__hasac_isaacgym__1__1700000000") for _ in range(2)]
+    assert names == ["transport__hasac_isaacgym__1__1700000000", "transport__hasac_isaacgym__1__1700000000_2"]
