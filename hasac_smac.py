@@ -14,10 +14,14 @@ critic state (FP), Huber loss and value normalisation, and the win rate.
     python hasac_smac.py --env-id MMM2 --backend sc2  # real StarCraft II: see SC2_INSTALL
 """
 
+import collections
+import contextlib
 import functools
 import io
+import itertools
 import math
 import os
+import pickle
 import random
 import signal
 import sys
@@ -265,8 +269,11 @@ class StarCraft2VecEnv:
     """`num_envs` real SMAC battles (oxwhirl/smac's StarCraft2Env, one StarCraft II process each) stepped in turn.
 
     SMAC's default shaped reward, scaled so a won battle returns 20 (SC2_REWARD_SCALE_RATE). SMAC
-    reports its episode limit as `terminated` with info["episode_limit"]; here that is a truncation.
-    Dead units can only take no-op (action 0).
+    reports its episode limit as `terminated`; here that is a truncation. SMAC says so in
+    info["episode_limit"] only when built with continuing_episode=True (not its default), so this
+    adapter reads the env's time-out counter instead (`timeouts`, which SMAC's step raises exactly
+    when the limit ends an episode whose battle is not over), whatever the flags. Dead units can
+    only take no-op (action 0).
     """
 
     def __init__(self, map_name: str, num_envs: int):
@@ -283,6 +290,7 @@ class StarCraft2VecEnv:
         own_size = self.envs[0].get_obs_own_feats_size()
         self.own_features = slice(self.obs_dim - own_size, self.obs_dim)  # SMAC's observation ends with the unit's own features
         self.episode_limit = env_info["episode_limit"]
+        self.reset()  # StarCraft II launches on the first reset: a missing or broken install fails here, before any run starts
 
     def _observe(self, env):  # -> obs [N, obs_dim], state [S], avail [N, act_dim] bool, alive [N] bool
         alive = [env.get_unit_by_id(i).health > 0 for i in range(self.n_agents)]
@@ -304,8 +312,9 @@ class StarCraft2VecEnv:
         terminated, truncated, won = np.zeros(self.num_envs, bool), np.zeros(self.num_envs, bool), np.zeros(self.num_envs, bool)
         next_observed, final_observed = [], []
         for e, env in enumerate(self.envs):
+            timeouts = env.timeouts
             reward[e], done, env_info = env.step(choice[e].tolist())
-            truncated[e] = done and env_info.get("episode_limit", False)
+            truncated[e] = done and env.timeouts > timeouts
             terminated[e] = done and not truncated[e]
             won[e] = env_info.get("battle_won", False)
             final_observed.append(self._observe(env))
@@ -633,7 +642,6 @@ def hasac_update(learner: Learner, batch: Batch, agent_order, tau: float) -> dic
     Where the batch has them, the env's available actions at s and s' mask every sample, and
     (use_policy_active_masks) the alive flags leave dead agents out of their actor and temperature losses."""
     actors, qf, mask = learner.actors, learner.qf, learner.action_mask
-    n_agents = len(learner.policy_of_agent)
     obs_dim, act_dim = batch.obs.shape[-1], batch.actions.shape[-1]
     alphas = torch.stack(learner.log_alphas).detach().exp()  # [N]
     if batch.avail is not None:  # [N, 1, act_dim] & [N, B, act_dim] at s'
@@ -657,48 +665,48 @@ def hasac_update(learner: Learner, batch: Batch, agent_order, tau: float) -> dic
     (qf1_loss + qf2_loss).backward()
     learner.q_optimizer.step()
 
-    # Actors: heterogeneous-agent soft policy improvement, one agent after another (Eq. 10)
-    # with --share-param the one shared actor takes a single step on all agents' actions
-    groups = [slice(0, n_agents)] if len(actors) == 1 else [slice(i, i + 1) for i in agent_order]
-    # Every group's actions at s, drawn with gradient before any actor step. Detached, they are
-    # the joint action the agents start from; each group's own step differentiates its draw
-    # (its actor is unchanged until then), which saves drawing them a second time.
-    avails = [None if batch.avail is None else batch.avail[:, agents] for agents in groups]  # [B, G, act_dim]
-    draws = [actors[learner.policy_of_agent[agents.start]](batch.obs[:, agents], action_mask=avail) for agents, avail in zip(groups, avails)]
+    # Actors: heterogeneous-agent soft policy improvement, one agent after another (Eq. 10).
+    # With --share-param the shared actor takes one step per agent, in the same order, as the
+    # official implementation does: each agent's step sees the earlier agents' new actions.
+    # Every agent's actions at s, drawn with gradient before any actor step. Detached, they are the joint action the
+    # agents start from; each agent's own step differentiates its draw when its actor has not moved since (always,
+    # unless the actor is shared), which saves drawing them a second time.
+    avails = {i: None if batch.avail is None else batch.avail[:, i : i + 1] for i in agent_order}  # [B, 1, act_dim]
+    draws = {i: actors[learner.policy_of_agent[i]](batch.obs[:, i : i + 1], action_mask=avails[i]) for i in agent_order}  # [B, 1, act_dim]
     actions = torch.zeros_like(batch.actions)  # [B, N, act_dim]
-    for agents, (new_actions, _) in zip(groups, draws):
-        actions[:, agents, : new_actions.shape[-1]] = new_actions.detach()
+    for i, (new_actions, _) in draws.items():
+        actions[:, i : i + 1, : new_actions.shape[-1]] = new_actions.detach()
     with torch.no_grad():
         state_features = qf.state_features(batch.state)
     qf.requires_grad_(False)
-    actor_losses, alpha_losses, entropies = [], [], []
-    for step, (agents, avail, (new_actions, new_log_probs)) in enumerate(zip(groups, avails, draws)):
-        policy = learner.policy_of_agent[agents.start]
-        actor = actors[policy]
-        alive = None if batch.alive is None else batch.alive[:, agents]  # [B, G]
+    actor_losses, alpha_losses, entropies, stepped = [], [], [], set()
+    for step, i in enumerate(agent_order):
+        policy, avail = learner.policy_of_agent[i], avails[i]
+        actor, agent = actors[policy], slice(i, i + 1)
+        new_actions, new_log_probs = actor(batch.obs[:, agent], action_mask=avail) if policy in stepped else draws[i]  # a shared actor moved
+        stepped.add(policy)
+        alive = None if batch.alive is None else batch.alive[:, agent]  # [B, 1]
         joint_action = actions.clone()
-        joint_action[:, agents, : actor.act_dim] = new_actions
-        loss = actor_loss(qf, state_features, joint_action, new_log_probs, alphas[agents], mask=alive, value_norm=learner.value_norm)
+        joint_action[:, agent, : actor.act_dim] = new_actions
+        loss = actor_loss(qf, state_features, joint_action, new_log_probs, alphas[agent], mask=alive, value_norm=learner.value_norm)
         learner.actor_optimizers[policy].zero_grad(set_to_none=True)
         loss.backward()
         learner.actor_optimizers[policy].step()
         actor_losses.append(loss.detach())
         entropies.append(-masked_mean(new_log_probs.detach(), alive))
         if learner.alpha_optimizers is not None:
-            for g, i in enumerate(range(agents.start, agents.stop)):
-                target_entropy = learner.target_entropies[i]
-                if avail is not None:  # a fraction of the maximum entropy in each state: log|available actions|
-                    target_entropy = (learner.target_entropy_scale * avail[:, g].sum(-1).double().log()).float()
-                alive_i = None if alive is None else alive[:, g]
-                temperature_loss = alpha_loss(learner.log_alphas[i], new_log_probs[:, g], target_entropy, mask=alive_i)
-                learner.alpha_optimizers[i].zero_grad(set_to_none=True)
-                temperature_loss.backward()
-                learner.alpha_optimizers[i].step()
-                alpha_losses.append(temperature_loss.detach())
-        if step < len(groups) - 1:  # later agents act against this agent's updated policy
+            target_entropy = learner.target_entropies[i]
+            if avail is not None:  # a fraction of the maximum entropy in each state: log|available actions|
+                target_entropy = (learner.target_entropy_scale * avail[:, 0].sum(-1).double().log()).float()
+            temperature_loss = alpha_loss(learner.log_alphas[i], new_log_probs[:, 0], target_entropy, mask=None if alive is None else alive[:, 0])
+            learner.alpha_optimizers[i].zero_grad(set_to_none=True)
+            temperature_loss.backward()
+            learner.alpha_optimizers[i].step()
+            alpha_losses.append(temperature_loss.detach())
+        if step < len(agent_order) - 1:  # later agents act against this agent's updated policy
             with torch.no_grad():
-                resampled, _ = actor(batch.obs[:, agents], action_mask=avail)
-                actions[:, agents, : actor.act_dim] = resampled
+                resampled, _ = actor(batch.obs[:, agent], action_mask=avail)
+                actions[:, agent, : actor.act_dim] = resampled
     qf.requires_grad_(True)
 
     soft_update(learner.qf_target, qf, tau)
@@ -752,29 +760,51 @@ def act(learner: Learner, obs: torch.Tensor, deterministic: bool = False, avail:
     return actions.transpose(0, 1)
 
 
+@contextlib.contextmanager
+def training_rng_preserved():
+    """Evaluation must not change training: env libraries may seed the global generators when an env is reset with a
+    seed (VMAS calls torch.manual_seed), and the run's random stream must not depend on when or whether it evaluates."""
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    try:
+        with torch.random.fork_rng(devices=range(torch.cuda.device_count()) if torch.cuda.is_initialized() else []):
+            yield
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+
+
+def episode_shares(n_episodes: int, num_envs: int) -> np.ndarray:
+    """How many of the `n_episodes` each eval env runs: [E]. Counting whichever episodes end first instead would
+    over-represent short episodes (a MaMuJoCo fall ends one early) and bias the mean return."""
+    return n_episodes // num_envs + (np.arange(num_envs) < n_episodes % num_envs)
+
+
+@training_rng_preserved()
 def evaluate(learner: Learner, envs: SMAXVecEnv, n_episodes: int, seed: int, device, frames: Optional[list] = None, wins: Optional[list] = None):  # fmt: skip
-    """Team returns of `n_episodes` episodes with deterministic actions (argmax of the available actions).
-    With `wins`, whether each of those episodes was won is appended to it. `frames`: not supported
-    here (no renderer), kept for the shared signature."""
+    """Team returns of `n_episodes` episodes with deterministic actions (argmax of the available actions), each env
+    running its share. With `wins`, whether each of those episodes was won is appended to it, in the same order.
+    `frames`: not supported here (no renderer), kept for the shared signature."""
     obs, _, avail = envs.reset(seed=seed)
-    returns, episode_return = [], np.zeros(envs.num_envs)
-    while len(returns) < n_episodes:
+    shares = episode_shares(n_episodes, envs.num_envs)
+    returns, won, episode_return = [[] for _ in shares], [[] for _ in shares], np.zeros(envs.num_envs)
+    while any(len(r) < share for r, share in zip(returns, shares)):
         actions = act(learner, obs.to(device), deterministic=True, avail=avail.to(device))
         obs, _, avail, reward, terminated, truncated, info = envs.step(actions.cpu())
         episode_return += reward.numpy()
         for e in np.flatnonzero((terminated | truncated).numpy()):
-            returns.append(episode_return[e])
+            if len(returns[e]) < shares[e]:
+                returns[e].append(episode_return[e])
+                won[e].append(bool(info["battle_won"][e]))
             episode_return[e] = 0.0
-            if wins is not None:
-                wins.append(bool(info["battle_won"][e]))
     if wins is not None:
-        del wins[n_episodes:]
-    return returns[:n_episodes]
+        wins.extend(w for env_wins in won for w in env_wins)
+    return [r for env_returns in returns for r in env_returns]
 
 
 def save_checkpoint(path: str, learner: Learner, args: Args, global_step: int):
     torch.save(
         {
+            "script": os.path.basename(__file__),
             "args": asdict(args),
             "global_step": global_step,
             "actors": [actor.state_dict() for actor in learner.actors],
@@ -790,7 +820,13 @@ def save_checkpoint(path: str, learner: Learner, args: Args, global_step: int):
 
 def load_checkpoint(path: str, device: torch.device):
     """-> (the saved run's Args, a Learner holding its weights)."""
-    checkpoint = torch.load(path, map_location=device, weights_only=False)
+    try:
+        checkpoint = torch.load(path, map_location=device, weights_only=False)
+    except (pickle.UnpicklingError, EOFError, RuntimeError) as error:
+        raise ValueError(f"not a checkpoint ({error})") from None
+    script = checkpoint.get("script") if isinstance(checkpoint, dict) else None
+    if script != os.path.basename(__file__):
+        raise ValueError(f"not a {os.path.basename(__file__)} checkpoint (written by {script or 'an unknown program'})")
     saved_args = Args(**checkpoint["args"])
     envs = make_env(saved_args.env_id, 1, backend=saved_args.backend)
     learner = build_learner(envs, saved_args, device)
@@ -813,12 +849,21 @@ def check_args(args: Args):
     for name in positive:
         if getattr(args, name) <= 0:
             raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    if not 0 < args.tau <= 1 or not 0 <= args.gamma <= 1:
-        raise ValueError("--tau must be in (0, 1] and --gamma in [0, 1]")
+    if not 0 < args.tau <= 1:
+        raise ValueError(f"--tau must be in (0, 1], got {args.tau}")
+    if not 0 <= args.gamma <= 1:
+        raise ValueError(f"--gamma must be in [0, 1], got {args.gamma}")
     if args.alpha <= 0:
         raise ValueError("--alpha must be positive (it is the initial value with --autotune)")
     if args.buffer_size // args.num_envs <= args.n_step:
         raise ValueError("--buffer-size / --num-envs must exceed --n-step")
+    if args.buffer_size < args.batch_size:
+        raise ValueError(f"--buffer-size ({args.buffer_size}) must be at least --batch-size ({args.batch_size})")
+    if args.eval_checkpoint is None and args.total_timesteps % args.num_envs:
+        lower = args.total_timesteps // args.num_envs * args.num_envs
+        raise ValueError(f"--total-timesteps must be a multiple of --num-envs {args.num_envs}: {lower or args.num_envs} or {lower + args.num_envs}")
+    if args.eval_checkpoint is None and args.total_timesteps <= args.learning_starts:
+        raise ValueError(f"--total-timesteps ({args.total_timesteps}) must exceed --learning-starts ({args.learning_starts}), or nothing is trained")
     if args.matmul_precision not in ("highest", "high", "medium"):
         raise ValueError(f"unknown --matmul-precision {args.matmul_precision!r}; valid: highest, high, medium")
     if args.cuda and not torch.cuda.is_available():
@@ -834,6 +879,45 @@ def check_args(args: Args):
         raise ValueError(f"--target-entropy-scale must be in [0, 1] (a fraction of the maximum entropy), got {args.target_entropy_scale}")
     if args.capture_video:
         raise ValueError("--capture-video is not supported by hasac_smac.py (SMAX has no frame renderer here; StarCraft II saves replays); drop it")
+
+
+def pack_row(obs: torch.Tensor, state: torch.Tensor, avail: torch.Tensor, alive: torch.Tensor) -> np.ndarray:
+    """One replay row per env: observations, the env's state, the available actions and the alive flags (0/1 floats),
+    [E, N * obs_dim + S + N * act_dim + N]; the critic's FP state is rebuilt from the first two when sampled."""
+    return torch.cat([obs.flatten(1), state, avail.flatten(1).float(), alive.float()], 1).numpy()
+
+
+def transition_to_store(terminations, truncations, infos):
+    """What the replay buffer stores as the next row of one vector step: the true final observation, state, available
+    actions and alive flags (where an episode ended the env has already reset), done = terminated or truncated, and the
+    time-out flag that makes a truncation bootstrap."""
+    real_next = pack_row(infos["final_obs"], infos["final_state"], infos["final_avail"], infos["final_alive"])
+    timeouts = [{"TimeLimit.truncated": bool(t)} for t in truncations]
+    return real_next, (terminations | truncations).numpy(), timeouts
+
+
+def make_run_dir(run_name: str) -> str:
+    """Creates runs/{run_name} and returns the name. A run started in the same second with the same env and seed gets
+    a suffix (_2, _3, ...) instead of mixing its logs and checkpoint into the other's folder."""
+    for k in itertools.count(1):
+        name = run_name if k == 1 else f"{run_name}_{k}"
+        try:
+            os.makedirs(f"runs/{name}")
+            return name
+        except FileExistsError:
+            continue
+
+
+def progress_line(global_step: int, total_timesteps: int, recent_sps: float, recent_returns, recent_wins) -> str:
+    """How far along the run is, how fast it went lately, how well it does, and how long it still needs."""
+    seconds_left = int((total_timesteps - global_step) / max(recent_sps, 1e-9))
+    hours, minutes = divmod(seconds_left // 60, 60)
+    left = f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds_left % 60:02d}s"
+    returns = f"{np.mean(recent_returns):.2f}, win_rate={np.mean(recent_wins):.3f}" if recent_returns else "n/a"
+    return (
+        f"global_step={global_step}/{total_timesteps} ({100 * global_step / total_timesteps:.1f}%), SPS={recent_sps:.0f}, "
+        f"recent episodic_return={returns}, time left ~{left}"
+    )
 
 
 if __name__ == "__main__":
@@ -858,7 +942,7 @@ if __name__ == "__main__":
     if args.eval_checkpoint is not None:
         try:
             saved_args, learner = load_checkpoint(args.eval_checkpoint, device)
-        except (OSError, KeyError, RuntimeError, ValueError) as error:
+        except (OSError, KeyError, TypeError, RuntimeError, ValueError) as error:
             raise SystemExit(f"error: cannot load checkpoint {args.eval_checkpoint!r}: {error}") from None
         try:
             eval_envs = make_env(saved_args.env_id, min(args.eval_episodes, saved_args.num_envs), backend=saved_args.backend)
@@ -869,7 +953,7 @@ if __name__ == "__main__":
         print(f"{saved_args.env_id}: eval/episodic_return {np.mean(returns):.2f} +- {np.std(returns):.2f}, eval/win_rate {np.mean(wins):.3f} over {len(returns)} episodes")  # fmt: skip
         sys.exit(0)
 
-    run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    run_name = make_run_dir(f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}")
     if args.track:
         try:
             import wandb
@@ -885,13 +969,7 @@ if __name__ == "__main__":
     # ALGO LOGIC: the learner, the replay memory and the evaluation envs
     learner = build_learner(envs, args, device)
     n_agents, obs_dim, act_dim = envs.n_agents, envs.obs_dim, envs.act_dim
-    stored_obs_dim = n_agents * obs_dim
-    # one replay row: observations, the env's state, the available actions and the alive flags
-    # (0/1 floats); the critic's FP state is rebuilt from the first two when sampled
-    split_sizes = (stored_obs_dim, envs.state_dim, n_agents * act_dim, n_agents)
-
-    def pack(obs: torch.Tensor, state: torch.Tensor, avail: torch.Tensor, alive: torch.Tensor) -> np.ndarray:  # -> [E, sum(split_sizes)]
-        return torch.cat([obs.flatten(1), state, avail.flatten(1).float(), alive.float()], 1).numpy()
+    split_sizes = (n_agents * obs_dim, envs.state_dim, n_agents * act_dim, n_agents)  # the parts of a pack_row row
 
     def unpack(flat: torch.Tensor):  # [B, sum(split_sizes)] -> obs [B, N, obs_dim], critic state, avail [B, N, act_dim] bool, alive [B, N]
         obs, state, avail, alive = flat.split(split_sizes, 1)
@@ -922,7 +1000,10 @@ if __name__ == "__main__":
         if args.save_model:
             save_checkpoint(model_path, learner, args, global_step)
 
+    received_signal = [signal.SIGINT]  # Ctrl-C arrives as KeyboardInterrupt; SIGTERM (a scheduler's stop) is routed there
+
     def stop_on_sigterm(signum, frame):
+        received_signal[0] = signum
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop_on_sigterm)
@@ -932,7 +1013,10 @@ if __name__ == "__main__":
     obs, state, avail = envs.reset(seed=args.seed)
     alive = torch.ones(args.num_envs, envs.n_agents)  # every unit is alive when a battle starts
     episode_return, episode_length = np.zeros(args.num_envs), np.zeros(args.num_envs, dtype=int)
-    global_step, last_eval = 0, 0
+    global_step, last_eval, metrics, exit_status = 0, 0, None, 0
+    recent_returns, recent_wins = collections.deque(maxlen=args.num_envs), collections.deque(maxlen=args.num_envs)
+    progress_step, progress_time = 0, start_time
+    progress_interval = max(args.num_envs, min(10_000, args.total_timesteps // 10))  # env steps between progress lines
     try:
         for iteration in range(1, args.total_timesteps // args.num_envs + 1):
             # ALGO LOGIC: put action logic here
@@ -951,16 +1035,19 @@ if __name__ == "__main__":
                 writer.add_scalar("charts/episodic_return", episode_return[done].mean(), global_step)
                 writer.add_scalar("charts/episodic_length", episode_length[done].mean(), global_step)
                 writer.add_scalar("charts/win_rate", infos["battle_won"].numpy()[done].mean(), global_step)
+                recent_returns.extend(episode_return[done])
+                recent_wins.extend(infos["battle_won"].numpy()[done])
                 episode_return[done], episode_length[done] = 0.0, 0
 
             # TRY NOT TO MODIFY: save data to replay buffer; the true final observation where an episode ended
-            real_next = pack(infos["final_obs"], infos["final_state"], infos["final_avail"], infos["final_alive"])
-            timeouts = [{"TimeLimit.truncated": bool(t)} for t in truncations]
-            rb.add(pack(obs, state, avail, alive), real_next, actions.reshape(args.num_envs, -1).numpy(), rewards.numpy(), done, timeouts)
+            real_next, dones, timeouts = transition_to_store(terminations, truncations, infos)
+            rb.add(pack_row(obs, state, avail, alive), real_next, actions.reshape(args.num_envs, -1).numpy(), rewards.numpy(), dones, timeouts)
             obs, state, avail, alive = next_obs, next_state, next_avail, infos["alive"]
 
             # ALGO LOGIC: training.
             if global_step > args.learning_starts and iteration % args.train_interval == 0:
+                if metrics is None:
+                    print(f"global_step={global_step}, warm-up done: training starts")
                 for _ in range(args.gradient_steps):
                     data = rb.sample(args.batch_size)
                     batch_obs, batch_state, batch_avail, batch_alive = unpack(data.observations)
@@ -986,10 +1073,12 @@ if __name__ == "__main__":
                 if metrics["alpha_loss"] is not None:
                     writer.add_scalar("losses/alpha_loss", metrics["alpha_loss"].item(), global_step)
 
-            if global_step // 10_000 > (global_step - args.num_envs) // 10_000:
-                sps = int(global_step / (time.time() - start_time))
-                print(f"global_step={global_step}, SPS={sps}")
-                writer.add_scalar("charts/SPS", sps, global_step)
+            if global_step // progress_interval > (global_step - args.num_envs) // progress_interval:
+                now = time.time()
+                recent_sps = (global_step - progress_step) / (now - progress_time)
+                print(progress_line(global_step, args.total_timesteps, recent_sps, recent_returns, recent_wins))
+                writer.add_scalar("charts/SPS", int(global_step / (now - start_time)), global_step)
+                progress_step, progress_time = global_step, now
             if global_step // args.eval_interval > last_eval // args.eval_interval:
                 run_evaluation(global_step)
                 last_eval = global_step
@@ -997,8 +1086,7 @@ if __name__ == "__main__":
             run_evaluation(global_step)
     except KeyboardInterrupt:
         print(f"interrupted at global_step={global_step}")
-        if args.save_model:
-            save_checkpoint(model_path, learner, args, global_step)
+        exit_status = 128 + received_signal[0]  # 130 / 143, as a shell reports it: a sweep tells it from a finished run
     except FloatingPointError as error:
         writer.close()
         raise SystemExit(f"error: {error}") from None
@@ -1009,3 +1097,4 @@ if __name__ == "__main__":
     if args.save_model:
         save_checkpoint(model_path, learner, args, global_step)
         print(f"model saved to {model_path}; evaluate it with: python {os.path.basename(__file__)} --eval-checkpoint {model_path}")
+    sys.exit(exit_status)

@@ -263,7 +263,7 @@ def _learners(hidden_dim=32, **smac_args):
     torch.manual_seed(0)
     args = hs.Args(hidden_dim=hidden_dim, use_huber_loss=False, use_valuenorm=False, alpha=0.3, **smac_args)
     smac = hs.build_learner(_Dims, args, torch.device("cpu"))
-    actors = [hd.Actor(75, 8, hidden_dim) for _ in range(3)]
+    actors = [hd.Actor(75, 8, hidden_dim) for _ in smac.actors]
     for actor, source in zip(actors, smac.actors):
         actor.load_state_dict(source.state_dict())
     qf, qf_target = hd.SoftQNetwork(smac.qf.state_dim, 24, hidden_dim), hd.SoftQNetwork(smac.qf.state_dim, 24, hidden_dim)
@@ -295,10 +295,12 @@ def _all_parameters(learner):
     return [p for a in learner.actors for p in a.parameters()] + list(learner.qf.parameters()) + list(learner.qf_target.parameters()) + list(learner.log_alphas)  # fmt: skip
 
 
-def test_update_matches_hasac_discrete_with_all_actions_available():
+@pytest.mark.parametrize("share_param", [False, True])
+def test_update_matches_hasac_discrete_with_all_actions_available(share_param):
     """Same weights, same batch, same agent order, same noise: with every action available and
-    every agent alive, hasac_smac's masked update is hasac_discrete's update, bit for bit."""
-    smac, discrete = _learners()
+    every agent alive, hasac_smac's masked update is hasac_discrete's update, bit for bit (with
+    --share-param: one step of the shared actor per agent in both)."""
+    smac, discrete = _learners(share_param=share_param)
     generator = torch.Generator().manual_seed(1)
     rng = np.random.default_rng(0)
     for step in range(3):
@@ -314,7 +316,7 @@ def test_update_matches_hasac_discrete_with_all_actions_available():
             assert torch.equal(smac_metrics[name], discrete_metrics[name]), (step, name)
     for p_smac, p_discrete in zip(_all_parameters(smac), _all_parameters(discrete)):
         assert torch.equal(p_smac, p_discrete)
-    assert not torch.equal(smac.actors[0].fc1.weight, _learners()[0].actors[0].fc1.weight)  # the updates did move it
+    assert not torch.equal(smac.actors[0].fc1.weight, _learners(share_param=share_param)[0].actors[0].fc1.weight)  # it moved
 
 
 # ---------------------------------------------------------------------------------------------
@@ -383,10 +385,23 @@ def test_fp_state_gives_one_critic_row_per_agent():
     assert all(torch.isfinite(metrics[name]) for name in ("qf1_loss", "actor_loss", "alpha_loss"))
 
 
+def test_value_norm_statistics_match_an_independent_computation():
+    """Debiased exponential moving averages of the batch means and mean squares, computed here in float64 from the
+    batches: normalize gives (x - mean) / std with those, and denormalize undoes it."""
+    beta, generator = 0.9, torch.Generator().manual_seed(0)
+    norm, batches = hs.ValueNorm(beta=beta), [torch.randn(50, generator=generator) * (t + 1) + 2 * t for t in range(6)]
+    for batch in batches:
+        norm.update(batch)
+    weights = torch.tensor([(1 - beta) * beta ** (len(batches) - 1 - t) for t in range(len(batches))], dtype=torch.float64)
+    mean = sum(w * b.double().mean() for w, b in zip(weights, batches)) / weights.sum()
+    mean_sq = sum(w * (b.double() ** 2).mean() for w, b in zip(weights, batches)) / weights.sum()
+    x = torch.randn(20, generator=generator) * 4
+    torch.testing.assert_close(norm.normalize(x).double(), (x.double() - mean) / (mean_sq - mean**2).sqrt(), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(norm.denormalize(norm.normalize(x)), x, rtol=1e-5, atol=1e-4)
+
+
 def test_value_norm_and_huber_loss():
     norm = hs.ValueNorm()
-    x = torch.randn(1000) * 5 + 3
-    torch.testing.assert_close(norm.denormalize(norm.normalize(x)), x)
     for _ in range(200):
         norm.update(torch.randn(1000) * 5 + 3)
     mean, std = norm.mean_std()
@@ -425,3 +440,257 @@ def test_bad_input_one_line_error(tmp_path, args, expected):
         pytest.skip("SMAC is installed here")
     result = run_script(tmp_path, *args, *SMAC_TINY, script=SMAC)
     assert_one_line_error(result, expected, tmp_path)
+
+
+
+# ---------------------------------------------------------------------------------------------
+# 6. evaluation never touches training; what the loop stores is what happened
+# ---------------------------------------------------------------------------------------------
+def test_evaluation_has_no_side_effect_on_training(tmp_path):
+    """SMAX 3m: the same run with an evaluation every 100 env steps logs exactly the training numbers of the run
+    that evaluates only at the end."""
+    runs = {}
+    for name, interval in (("quiet", "100000"), ("evaluating", "100")):
+        result = run_script(tmp_path / name, "--env-id", "3m", *SMAC_TINY, "--eval-interval", interval, script=SMAC)
+        assert_ok(result)
+        runs[name] = read_scalars(run_dir(tmp_path / name))
+    assert [s for s, _ in runs["evaluating"]["eval/win_rate"]] == list(range(100, 601, 100))
+    for tag in LOSS_TAGS + ["charts/episodic_return", "charts/win_rate"]:
+        assert runs["evaluating"][tag] == runs["quiet"][tag], tag
+
+
+def _rigged_step(envs):
+    """Env 0: every enemy next to an ally with 1 health, allies attack: won (terminated). Env 1: at SMAX's step limit,
+    standing still: truncated."""
+    envs.reset(seed=3)
+    s = envs.states.state
+    positions, health, step = np.array(s.unit_positions), np.array(s.unit_health), np.array(s.step)
+    positions[0, 3:] = positions[0, :3] + [1.5, 0.0]
+    health[0, 3:] = 1.0
+    step[1] = envs.episode_limit - 1
+    _set_units(envs, unit_positions=positions, unit_health=health, step=step)
+    return torch.stack([F.one_hot(torch.tensor([5, 6, 7]), 8), F.one_hot(torch.tensor([4, 4, 4]), 8)]).float()
+
+
+def _replay_buffer(envs, n_envs):
+    import gymnasium as gym
+    from stable_baselines3.common.buffers import NStepReplayBuffer
+
+    width = envs.n_agents * (envs.obs_dim + envs.act_dim + 1) + envs.state_dim
+    return NStepReplayBuffer(
+        100, gym.spaces.Box(-np.inf, np.inf, (width,)), gym.spaces.Box(0.0, 1.0, (envs.n_agents * envs.act_dim,)), "cpu",
+        n_envs=n_envs, handle_timeout_termination=True, n_steps=3, gamma=0.99,
+    )  # fmt: skip
+
+
+def _stored_parts(envs, row):
+    n, sizes = envs.n_agents, (envs.n_agents * envs.obs_dim, envs.state_dim, envs.n_agents * envs.act_dim, envs.n_agents)
+    obs, state, avail, alive = np.split(row, np.cumsum(sizes)[:-1])
+    return obs.reshape(n, -1), state, avail.reshape(n, -1) > 0.5, alive > 0.5
+
+
+def test_what_the_loop_stores_is_what_happened_smax(smax_3m):
+    """The loop's storing code (transition_to_store, then the replay buffer's add) on a won battle and a time limit:
+    done for both, the time-out flag only for the time limit, the stored next row is SMAX's own final observation,
+    state, available actions and alive flags (recomputed from the same keys), and the envs go on from a new battle."""
+    import jax
+
+    envs = smax_3m
+    actions = _rigged_step(envs)
+    obs, state, avail = (torch.from_dlpack(x) for x in jax.vmap(envs.observe)(envs.states)[:3])
+    (next_obs, _, _, rewards, terminations, truncations, infos), expected = _step_with_known_keys(envs, actions)
+    rb = _replay_buffer(envs, 2)
+    real_next, dones, timeouts = hs.transition_to_store(terminations, truncations, infos)
+    rb.add(hs.pack_row(obs, state, avail, torch.ones(2, 3)), real_next, actions.reshape(2, -1).numpy(), rewards.numpy(), dones, timeouts)
+    assert rb.dones[0].tolist() == [1.0, 1.0] and rb.timeouts[0].tolist() == [0.0, 1.0]
+    final = jax.vmap(envs.observe)(expected[0])
+    for e in range(2):
+        for stored, smax in zip(_stored_parts(envs, rb.next_observations[0, e]), final):
+            np.testing.assert_allclose(stored, np.asarray(smax[e]).astype(np.float32))
+        assert not np.array_equal(next_obs[e].numpy(), np.asarray(final[0][e]))  # the loop goes on from the reset
+    assert (np.asarray(envs.states.state.step) == 0).all()
+
+
+class StandInStarCraft2Env:
+    """A stand-in for smac's StarCraft2Env (oxwhirl/smac, smac/env/starcraft2/starcraft2.py), following its public
+    step contract without a game: reset() starts an episode; step(actions) -> (reward, terminated, info) with
+    info["battle_won"], "dead_allies", "dead_enemies"; a battle's end (here: scripted at a step) takes precedence over
+    the step limit; at the limit `terminated` is True, `timeouts` is raised, and info["episode_limit"] is set only
+    with continuing_episode=True (smac's default is False). Observations encode (episode, step)."""
+
+    battle_ends_at = {}  # episode index -> (step, won)
+
+    def __init__(self, map_name="3m", continuing_episode=False, reward_scale=True, reward_scale_rate=20, **_):
+        self.n_agents, self.n_enemies, self.episode_limit, self.continuing_episode = 3, 3, 4, continuing_episode
+        self.timeouts, self.episode, self.steps, self.battle_over = 0, -1, 0, False
+
+    def get_env_info(self):
+        return {"n_agents": 3, "obs_shape": 5, "n_actions": 6, "state_shape": 4, "episode_limit": self.episode_limit}
+
+    def get_obs_own_feats_size(self):
+        return 2
+
+    def reset(self):
+        self.episode, self.steps, self.battle_over = self.episode + 1, 0, False
+        return self.get_obs(), self.get_state()
+
+    def get_obs(self):
+        return [np.array([self.episode, self.steps, i, 0, 1], np.float32) for i in range(3)]
+
+    def get_state(self):
+        return np.array([self.episode, self.steps, 0, 1], np.float32)
+
+    def get_avail_actions(self):
+        return [[0, 1, 1, 1, 1, 1] for _ in range(3)]
+
+    def get_unit_by_id(self, i):
+        return type("Unit", (), {"health": 0.0 if self.battle_over and i == 0 else 45.0})()
+
+    def step(self, actions):
+        self.steps += 1
+        end = self.battle_ends_at.get(self.episode)
+        info = {"battle_won": False, "dead_allies": 0, "dead_enemies": 0}
+        if end is not None and end[0] == self.steps:
+            self.battle_over, info["battle_won"] = True, end[1]
+            info["dead_allies"], info["dead_enemies"] = (0, 3) if end[1] else (3, 0)
+            return (20.0 if end[1] else 0.0), True, info
+        if self.steps >= self.episode_limit:
+            if self.continuing_episode:
+                info["episode_limit"] = True
+            self.timeouts += 1
+            return 1.0, True, info
+        return 1.0, False, info
+
+    def close(self):
+        pass
+
+
+@pytest.fixture
+def stand_in_smac(monkeypatch):
+    import sys
+    import types
+
+    smac_env = types.ModuleType("smac.env")
+    smac_env.StarCraft2Env = StandInStarCraft2Env
+    monkeypatch.setitem(sys.modules, "smac", types.ModuleType("smac"))
+    monkeypatch.setitem(sys.modules, "smac.env", smac_env)
+    monkeypatch.setattr(StandInStarCraft2Env, "battle_ends_at", {1: (2, True), 3: (4, False)})  # episode 0: the launch
+    return StandInStarCraft2Env
+
+
+def test_what_the_loop_stores_is_what_happened_sc2(stand_in_smac):
+    """The StarCraft II adapter with smac's default flags (no info["episode_limit"]), after the launch's episode 0 and
+    the loop's reset: episode 1 is won at step 2 (terminated), episode 2 runs into the 4-step limit (truncated),
+    episode 3 is lost at step 4, the limit's step
+    (terminated: the battle's end comes first). Stored: done for all three, the time-out flag only for the limit, and
+    the true final observation and state, while the loop goes on from the new episode."""
+    envs = hs.make_env("3m", 1, backend="sc2")
+    rb = _replay_buffer(envs, 1)
+    obs, state, avail = envs.reset()
+    alive, flags = torch.ones(1, 3), []
+    for t in range(10):
+        actions = F.one_hot(torch.ones(1, 3, dtype=torch.long), 6).float()
+        next_obs, next_state, next_avail, rewards, terminations, truncations, infos = envs.step(actions)
+        real_next, dones, timeouts = hs.transition_to_store(terminations, truncations, infos)
+        rb.add(hs.pack_row(obs, state, avail, alive), real_next, actions.reshape(1, -1).numpy(), rewards.numpy(), dones, timeouts)
+        stored_obs, stored_state, _, _ = _stored_parts(envs, rb.next_observations[t, 0])
+        episode, step = stored_state[:2]
+        if dones[0]:
+            flags.append((int(episode), int(step), bool(terminations[0]), bool(truncations[0]), bool(rb.timeouts[t, 0])))
+            assert next_state[0, :2].tolist() == [episode + 1, 0]  # the loop goes on from the reset
+        assert stored_obs[:, :2].tolist() == [[episode, step]] * 3 and step >= 1  # the true final observation
+        obs, state, avail, alive = next_obs, next_state, next_avail, infos["alive"]
+    assert flags == [(1, 2, True, False, False), (2, 4, False, True, True), (3, 4, True, False, False)]
+
+
+def test_evaluate_gives_each_env_its_share_of_episodes(stand_in_smac):
+    """Two StarCraft II stand-ins: env 0 wins every battle at its first step (return 20), env 1 runs every episode
+    into the 4-step limit (return 4). 4 episodes are 2 of each, not the first 4 to end (all env 0's)."""
+    envs = hs.make_env("3m", 2, backend="sc2")
+    envs.envs[0].battle_ends_at = {episode: (1, True) for episode in range(20)}
+    envs.envs[1].battle_ends_at = {}
+    learner = hs.build_learner(envs, hs.Args(hidden_dim=16), torch.device("cpu"))
+    wins = []
+    assert hs.evaluate(learner, envs, 4, seed=0, device="cpu", wins=wins) == [20.0, 20.0, 4.0, 4.0]
+    assert wins == [True, True, False, False]
+    assert list(hs.episode_shares(7, 3)) == [3, 2, 2]
+
+
+def test_sc2_backend_that_fails_to_start_ends_in_one_line_before_any_run(tmp_path):
+    """A StarCraft II that is missing or fails to launch (here: a `smac` whose reset raises as pysc2 does) ends the
+    run with one line before runs/ is written."""
+    package = tmp_path / "fake_smac" / "smac" / "env"
+    package.mkdir(parents=True)
+    (package.parent / "__init__.py").write_text("")
+    (package / "__init__.py").write_text(
+        "import inspect\n"
+        "class StarCraft2Env:\n"
+        "    def __init__(self, **kwargs):\n        pass\n"
+        "    def get_env_info(self):\n        return {'n_agents': 3, 'obs_shape': 5, 'n_actions': 6, 'state_shape': 4, 'episode_limit': 60}\n"
+        "    def get_obs_own_feats_size(self):\n        return 2\n"
+        "    def reset(self):\n        raise FileNotFoundError('No such file or directory: ~/StarCraftII/Versions')\n"
+    )
+    env = {**SUBPROCESS_ENV, "PYTHONPATH": str(tmp_path / "fake_smac")}
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, str(SMAC), "--backend", "sc2", *SMAC_TINY], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert_one_line_error(result, ["StarCraft II did not start (FileNotFoundError", "StarCraftII/Versions"], tmp_path)
+
+
+# ---------------------------------------------------------------------------------------------
+# 7. checkpoints, interruption, budgets, progress
+# ---------------------------------------------------------------------------------------------
+def test_eval_checkpoint_of_a_non_checkpoint_or_another_scripts_checkpoint(tmp_path):
+    (tmp_path / "notes.cleanrl_model").write_text("not a checkpoint")
+    result = run_script(tmp_path, "--eval-checkpoint", "notes.cleanrl_model", script=SMAC)
+    assert_one_line_error(result, ["cannot load checkpoint 'notes.cleanrl_model'", "not a checkpoint"], tmp_path)
+    torch.save({"script": "hasac_discrete.py", "args": {"env_id": "matrix-game"}}, tmp_path / "d.cleanrl_model")
+    result = run_script(tmp_path, "--eval-checkpoint", "d.cleanrl_model", script=SMAC)
+    assert_one_line_error(result, ["not a hasac_smac.py checkpoint (written by hasac_discrete.py)"], tmp_path)
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--gamma", "2"], ["--gamma must be in [0, 1], got 2"]),
+        (["--total-timesteps", "200"], ["--total-timesteps (200) must exceed --learning-starts (200)"]),
+        (["--buffer-size", "32"], ["--buffer-size (32) must be at least --batch-size (64)"]),
+        (["--total-timesteps", "601"], ["multiple of --num-envs 2: 600 or 602"]),
+    ],
+)
+def test_impossible_budgets_one_line_error(tmp_path, args, expected):
+    assert_one_line_error(run_script(tmp_path, *SMAC_TINY, *args, script=SMAC), expected, tmp_path)
+
+
+@pytest.mark.parametrize("signal_name, exit_status", [("SIGINT", 130), ("SIGTERM", 143)])
+def test_interrupt_saves_a_loadable_checkpoint_and_exits_with_the_signals_status(tmp_path, signal_name, exit_status):
+    """Also: the progress lines give steps out of the total, recent speed, return and win rate, and the time left."""
+    import signal
+    import subprocess
+    import sys
+
+    args = [*SMAC_TINY, "--total-timesteps", "40000", "--save-model"]  # a progress line every 4000 env steps
+    process = subprocess.Popen(
+        [sys.executable, str(SMAC), *args], cwd=tmp_path, env=SUBPROCESS_ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # a background job inherits an ignored SIGINT
+    )  # fmt: skip
+    try:
+        for line in process.stdout:  # block until the run has trained and printed its first progress line
+            if line.startswith("global_step=4000/"):
+                break
+        process.send_signal(getattr(signal, signal_name))
+        output = process.communicate(timeout=120)[0]
+    finally:
+        process.kill()
+    assert process.returncode == exit_status, output
+    assert re.search(r"^global_step=4000/40000 \(10\.0%\), SPS=\d+, recent episodic_return=\d+\.\d+, win_rate=\d\.\d{3}, time left ~\d+m\d\ds$", line), line  # fmt: skip
+    interrupted_step = int(re.search(r"interrupted at global_step=(\d+)", output).group(1))
+    checkpoint = next(run_dir(tmp_path).glob("*.cleanrl_model"))
+    assert torch.load(checkpoint, weights_only=False)["global_step"] == interrupted_step >= 4000
+    assert hs.load_checkpoint(str(checkpoint), torch.device("cpu"))[0].env_id == "3m"
+
+
+def test_run_dirs_never_collide(tmp_path):
+    names = [hs.make_run_dir("3m__hasac_smac__1__1700000000") for _ in range(2)]
+    assert names == ["3m__hasac_smac__1__1700000000", "3m__hasac_smac__1__1700000000_2"]
