@@ -1,8 +1,10 @@
 """Plot learning curves of HASAC runs from their TensorBoard logs, and print final results.
 
 Runs are grouped by (env_id, exp_name), parsed from the run directory name
-`{env_id}__{exp_name}__{seed}__{unix_time}` that the hasac_*.py scripts write. Each group is
-drawn as its mean across seeds with a std (or min-max) band, one subplot per env id.
+`{env_id}__{exp_name}__{seed}__{unix_time}` that the hasac_*.py scripts write (with a `_2`, `_3`, ...
+suffix when a run with the same name started in the same second: a run of its own). Each group is
+drawn as its mean across seeds with a std (or min-max) band, one subplot per env id; a group whose
+runs share only one logged step (a short run with a single evaluation) is drawn as a point with an error bar.
 
     python benchmark/plot.py runs --out mamujoco.png
     python benchmark/plot.py runs --tag charts/episodic_return --env-ids Ant-4x2 Walker2d-6x1
@@ -10,6 +12,7 @@ drawn as its mean across seeds with a std (or min-max) band, one subplot per env
 
 import argparse
 import os
+import re
 import sys
 from collections import defaultdict
 from dataclasses import dataclass
@@ -57,9 +60,9 @@ def parse_args() -> argparse.Namespace:
 
 
 def parse_run_name(name: str) -> tuple[str, str, int] | None:
-    """(env_id, exp_name, seed) from `{env_id}__{exp_name}__{seed}__{unix_time}`, or None."""
+    """(env_id, exp_name, seed) from `{env_id}__{exp_name}__{seed}__{unix_time}` (unix_time may end in `_2`, `_3`...), or None."""
     parts = name.split("__")
-    if len(parts) < 4 or not parts[-2].isdigit() or not parts[-1].isdigit():
+    if len(parts) < 4 or not parts[-2].isdigit() or not re.fullmatch(r"\d+(_\d+)?", parts[-1]):
         return None
     # Split from both ends so an exp_name containing "__" still parses.
     return parts[0], "__".join(parts[1:-2]), int(parts[-2])
@@ -149,8 +152,12 @@ def main() -> None:
             grid, values = on_common_grid(group, args.num_points)
             mean, std = values.mean(axis=0), values.std(axis=0)
             low, high = (mean - std, mean + std) if args.band == "std" else (values.min(axis=0), values.max(axis=0))
-            ax.plot(grid, mean, color=colours[exp_name], label=f"{exp_name} ({len(group)} seeds)")
-            ax.fill_between(grid, low, high, color=colours[exp_name], alpha=0.2, linewidth=0)
+            label = f"{exp_name} ({len(group)} seeds)"
+            if len(grid) == 1:  # a line or a band through one point draws nothing
+                ax.errorbar(grid, mean, yerr=[mean - low, high - mean], color=colours[exp_name], marker="o", capsize=4, label=label)
+            else:
+                ax.plot(grid, mean, color=colours[exp_name], label=label)
+                ax.fill_between(grid, low, high, color=colours[exp_name], alpha=0.2, linewidth=0)
             table.append((env_id, exp_name, len(group), grid[-1], mean[-1], std[-1]))
         ax.set_title(env_id)
         ax.set_xlabel("environment steps")
