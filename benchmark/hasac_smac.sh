@@ -30,17 +30,17 @@ EXTRA_ARGS=${EXTRA_ARGS:-}
 # The official implementation's SMAC config (ALGORITHM.md, "Reference defaults"): 20 envs, actor /
 # critic lr 3e-4 / 5e-4, batch 1000, auto-tuned temperatures, Huber loss (delta 10), value
 # normalisation, the env's global state (EP); per map: gamma, n-step and the paper's env steps.
-COMMON="--backend $BACKEND --num-envs 20 --policy-lr 3e-4 --q-lr 5e-4 --batch-size 1000 --use-huber-loss --huber-delta 10 --use-valuenorm --state-type EP"
+COMMON="--backend $BACKEND --num-envs 20 --policy-lr 3e-4 --q-lr 5e-4 --batch-size 1000 --use-huber-loss --huber-delta 10 --use-valuenorm --state-type FP"  # env.state_type FP in every official SMAC config
 map_args() {
     case "$1" in
-        10m_vs_11m)   echo "--gamma 0.95 --n-step 20 --autotune" ;;
-        3s5z)         echo "--gamma 0.99 --n-step 20 --autotune" ;;
-        3s5z_vs_3s6z) echo "--gamma 0.99 --n-step 10 --autotune" ;;
-        5m_vs_6m)     echo "--gamma 0.95 --n-step 20 --autotune" ;;
-        6h_vs_8z)     echo "--gamma 0.99 --n-step 5 --autotune" ;;
-        8m_vs_9m)     echo "--gamma 0.95 --n-step 5 --autotune" ;;
-        MMM2)         echo "--gamma 0.95 --n-step 20 --autotune" ;;
-        corridor)     echo "--gamma 0.99 --n-step 5 --no-autotune --alpha 0.002" ;;
+        10m_vs_11m)   echo "--gamma 0.95 --n-step 20 --autotune --alpha 1.0" ;;  # auto_alpha: the official runner starts log alpha at 0
+        3s5z)         echo "--gamma 0.99 --n-step 20 --autotune --alpha 1.0" ;;  # auto_alpha: the official runner starts log alpha at 0
+        3s5z_vs_3s6z) echo "--gamma 0.99 --n-step 10 --autotune --alpha 1.0" ;;  # auto_alpha: the official runner starts log alpha at 0
+        5m_vs_6m)     echo "--gamma 0.95 --n-step 20 --autotune --alpha 1.0" ;;  # auto_alpha: the official runner starts log alpha at 0
+        6h_vs_8z)     echo "--gamma 0.99 --n-step 5 --autotune --alpha 1.0" ;;  # auto_alpha: the official runner starts log alpha at 0
+        8m_vs_9m)     echo "--gamma 0.95 --n-step 5 --autotune --alpha 1.0" ;;  # auto_alpha: the official runner starts log alpha at 0
+        MMM2)         echo "--gamma 0.95 --n-step 20 --autotune --alpha 1.0" ;;  # auto_alpha: the official runner starts log alpha at 0
+        corridor)     echo "--gamma 0.99 --n-step 5 --no-autotune --alpha 0.002 --policy-lr 5e-4" ;;  # official corridor: model.lr 0.0005
     esac
 }
 map_steps() {
