@@ -183,7 +183,8 @@ class VmasEnv:
         # training envs' initial states, and a run's training does not depend on when it evaluates.
         self.shared_random_state, self.random_state = Environment.vmas_random_state, list(Environment.vmas_random_state)
         with self.own_random_state():
-            self.env = vmas.make_env(scenario, num_envs=num_envs, device=device, continuous_actions=True, seed=seed, **scenario_kwargs)
+            kwargs = dict(num_envs=num_envs, device=device, continuous_actions=True, seed=seed)
+            self.env = vmas.make_env(scenario, **kwargs, **scenario_kwargs)
             observations = self.env.reset()
         self.device, self.num_envs, self.n_agents = torch.device(device), num_envs, self.env.n_agents
         self.episode_length = episode_length or VMAS_EPISODE_STEPS
@@ -967,12 +968,13 @@ if __name__ == "__main__":
         try:
             saved_args, learner = load_checkpoint(args.eval_checkpoint, device)
             if saved_args.env_id in DEXHANDS_EPISODE_STEPS:
-                raise ValueError("Bi-DexHands checkpoints are evaluated by training runs only (Isaac Gym holds one simulation per process)")
+                raise ValueError("Bi-DexHands checkpoints cannot be evaluated here (Isaac Gym holds one simulation per process)")
             eval_envs = make_env(saved_args.env_id, args.eval_episodes, device, saved_args.episode_length, args.seed)
         except (OSError, KeyError, TypeError, RuntimeError, ValueError) as error:
             raise SystemExit(f"error: cannot evaluate checkpoint {args.eval_checkpoint!r}: {error}") from None
         returns = torch.tensor(evaluate(learner, eval_envs, args.eval_episodes, args.seed, device))
-        print(f"{saved_args.env_id}: eval/episodic_return {returns.mean().item():.2f} +- {returns.std(unbiased=False).item():.2f} over {len(returns)} episodes")  # fmt: skip
+        mean, std = returns.mean().item(), returns.std(unbiased=False).item()
+        print(f"{saved_args.env_id}: eval/episodic_return {mean:.2f} +- {std:.2f} over {len(returns)} episodes")
         sys.exit(0)
 
     run_name = make_run_dir(f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}")

@@ -672,7 +672,7 @@ def hasac_update(learner: Learner, batch: Batch, agent_order, tau: float) -> dic
     # agents start from; each agent's own step differentiates its draw when its actor has not moved since (always,
     # unless the actor is shared), which saves drawing them a second time.
     avails = {i: None if batch.avail is None else batch.avail[:, i : i + 1] for i in agent_order}  # [B, 1, act_dim]
-    draws = {i: actors[learner.policy_of_agent[i]](batch.obs[:, i : i + 1], action_mask=avails[i]) for i in agent_order}  # [B, 1, act_dim]
+    draws = {i: actors[learner.policy_of_agent[i]](batch.obs[:, i : i + 1], action_mask=avails[i]) for i in agent_order}
     actions = torch.zeros_like(batch.actions)  # [B, N, act_dim]
     for i, (new_actions, _) in draws.items():
         actions[:, i : i + 1, : new_actions.shape[-1]] = new_actions.detach()
@@ -683,12 +683,15 @@ def hasac_update(learner: Learner, batch: Batch, agent_order, tau: float) -> dic
     for step, i in enumerate(agent_order):
         policy, avail = learner.policy_of_agent[i], avails[i]
         actor, agent = actors[policy], slice(i, i + 1)
-        new_actions, new_log_probs = actor(batch.obs[:, agent], action_mask=avail) if policy in stepped else draws[i]  # a shared actor moved
+        # a shared actor has moved since the draw: draw again
+        new_actions, new_log_probs = actor(batch.obs[:, agent], action_mask=avail) if policy in stepped else draws[i]
         stepped.add(policy)
         alive = None if batch.alive is None else batch.alive[:, agent]  # [B, 1]
         joint_action = actions.clone()
         joint_action[:, agent, : actor.act_dim] = new_actions
-        loss = actor_loss(qf, state_features, joint_action, new_log_probs, alphas[agent], mask=alive, value_norm=learner.value_norm)
+        loss = actor_loss(
+            qf, state_features, joint_action, new_log_probs, alphas[agent], mask=alive, value_norm=learner.value_norm
+        )
         learner.actor_optimizers[policy].zero_grad(set_to_none=True)
         loss.backward()
         learner.actor_optimizers[policy].step()
@@ -698,7 +701,8 @@ def hasac_update(learner: Learner, batch: Batch, agent_order, tau: float) -> dic
             target_entropy = learner.target_entropies[i]
             if avail is not None:  # a fraction of the maximum entropy in each state: log|available actions|
                 target_entropy = (learner.target_entropy_scale * avail[:, 0].sum(-1).double().log()).float()
-            temperature_loss = alpha_loss(learner.log_alphas[i], new_log_probs[:, 0], target_entropy, mask=None if alive is None else alive[:, 0])
+            alive_i = None if alive is None else alive[:, 0]
+            temperature_loss = alpha_loss(learner.log_alphas[i], new_log_probs[:, 0], target_entropy, mask=alive_i)
             learner.alpha_optimizers[i].zero_grad(set_to_none=True)
             temperature_loss.backward()
             learner.alpha_optimizers[i].step()
@@ -1041,7 +1045,8 @@ if __name__ == "__main__":
 
             # TRY NOT TO MODIFY: save data to replay buffer; the true final observation where an episode ended
             real_next, dones, timeouts = transition_to_store(terminations, truncations, infos)
-            rb.add(pack_row(obs, state, avail, alive), real_next, actions.reshape(args.num_envs, -1).numpy(), rewards.numpy(), dones, timeouts)
+            flat_actions = actions.reshape(args.num_envs, -1).numpy()
+            rb.add(pack_row(obs, state, avail, alive), real_next, flat_actions, rewards.numpy(), dones, timeouts)
             obs, state, avail, alive = next_obs, next_state, next_avail, infos["alive"]
 
             # ALGO LOGIC: training.

@@ -21,7 +21,7 @@ TASKS=${TASKS:-$ALL_TASKS}
 TOTAL_TIMESTEPS=${TOTAL_TIMESTEPS:-10000000}
 EXTRA_ARGS=${EXTRA_ARGS:-}
 
-# The official implementation's tuned config per task (ALGORITHM.md, "Reference defaults").
+# The official implementation's tuned config per task (PKU-MARL/HARL tuned_configs/mamujoco/<task>/hasac/config.json).
 task_args() {
     local common="--gamma 0.99 --num-envs 20"
     case "$1" in

@@ -21,7 +21,7 @@ TOTAL_TIMESTEPS=${TOTAL_TIMESTEPS:-10000000}
 EXTRA_ARGS=${EXTRA_ARGS:-}
 
 # The official implementation's tuned MPE config, the same for every task and for both
-# action types (ALGORITHM.md, "Reference defaults"). MPE episodes last only 25 steps, so
+# action types (PKU-MARL/HARL tuned_configs/pettingzoo_mpe/<task>/hasac/config.json). MPE episodes last only 25 steps, so
 # evaluation is cheap: every 10k env steps gives finer curves than the 200k default.
 MPE_ARGS="--num-envs 20 --autotune --gamma 0.99 --n-step 20 --policy-lr 5e-4 --q-lr 5e-4 --batch-size 1000 --eval-interval 10000"
 

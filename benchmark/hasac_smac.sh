@@ -27,9 +27,9 @@ SEEDS=${SEEDS:-"1 2 3"}
 MAPS=${MAPS:-$ALL_MAPS}
 EXTRA_ARGS=${EXTRA_ARGS:-}
 
-# The official implementation's SMAC config (ALGORITHM.md, "Reference defaults"): 20 envs, actor /
+# The official implementation's SMAC config (PKU-MARL/HARL tuned_configs/smac/<map>/hasac/config.json): 20 envs, actor /
 # critic lr 3e-4 / 5e-4, batch 1000, auto-tuned temperatures, Huber loss (delta 10), value
-# normalisation, the env's global state (EP); per map: gamma, n-step and the paper's env steps.
+# normalisation, the FP critic state (state_type); per map: gamma, n-step and the paper's env steps.
 COMMON="--backend $BACKEND --num-envs 20 --policy-lr 3e-4 --q-lr 5e-4 --batch-size 1000 --use-huber-loss --huber-delta 10 --use-valuenorm --state-type FP"  # env.state_type FP in every official SMAC config
 map_args() {
     case "$1" in

@@ -1,7 +1,7 @@
 """Tests for hasac_continuous.py: smoke runs on real MaMuJoCo and MPE envs, every env id,
 the squashed-Gaussian log-probability, the critic target and actor loss against independent
 float64 computations, one full sequential HASAC update against an independent float64
-re-implementation of ALGORITHM.md, determinism, checkpoints, and bad input."""
+re-implementation of the paper's update, determinism, checkpoints, and bad input."""
 
 import copy
 import importlib.util
@@ -31,7 +31,7 @@ TINY_UPDATE_STEPS = list(range(220, 601, 20))
 
 
 # ---------------------------------------------------------------------------------------------
-# independent float64 reference computations (written from ALGORITHM.md, not from the script)
+# independent float64 reference computations (written from the paper's equations, not from the script)
 # ---------------------------------------------------------------------------------------------
 def actor_params64(actor):
     """The actor's layers as float64 leaves: fc1 (w, b), fc2 (w, b), head (w, b)."""
@@ -399,7 +399,7 @@ def _pin_log_std(actor, value):
 
 
 def reference_update(learner, envs, batch, agent_order, tau, q_lr, policy_lr, resample=True):
-    """One HASAC update (ALGORITHM.md) in float64 with plain SGD, independent of the script.
+    """One HASAC update (Algorithm 2 of the paper) in float64 with plain SGD, independent of the script.
 
     The policies' log_std is pinned below the clamp (std = e^-20), so a sampled action is
     tanh(mean) rescaled up to ~1e-8 and the noise drops out of every gradient: log pi differs
