@@ -23,19 +23,25 @@ TASKS=${TASKS:-$ALL_TASKS}
 EXTRA_ARGS=${EXTRA_ARGS:-}
 
 # The official HASAC config per task (PKU-MARL/HARL tuned_configs/dexhands/<task>/hasac).
-# The episode length comes from the script's own table (DEXHANDS_EPISODE_STEPS), which holds
-# the same official values.
+# The episode length (env.hands_episode_length) comes from the script's own table (DEXHANDS_EPISODE_STEPS), which
+# holds the same official values. Flag <- official key: --num-envs <- train.n_rollout_threads, --n-step <- algo.n_step,
+# --policy-lr / --q-lr <- model.lr / model.critic_lr, --batch-size <- algo.batch_size, --buffer-size <- algo.buffer_size,
+# --learning-starts <- train.warmup_steps, --train-interval <- train.train_interval, --gradient-steps <-
+# train.train_interval x train.update_per_train, --gamma <- algo.gamma, --autotune/--no-autotune <- algo.auto_alpha,
+# --alpha <- algo.alpha, --total-timesteps <- train.num_env_steps; algo.use_huber_loss and algo.use_valuenorm are false,
+# as in the script. Under auto_alpha the official learner starts log alpha at 0 and never reads algo.alpha (5e-5 or 0.2
+# in those configs), so the auto-tuned tasks start at --alpha 1.0.
 task_args() {
     local common="--cuda --num-envs 20 --n-step 20 --policy-lr 5e-4 --q-lr 5e-4 --batch-size 1000 --buffer-size 1000000 \
 --learning-starts 10000 --train-interval 50 --gradient-steps 50"
     case "$1" in
         ShadowHandTwoCatchUnderarm)    echo "$common --no-autotune --alpha 5e-5 --gamma 0.95 --total-timesteps ${TOTAL_TIMESTEPS:-10000000}" ;;
         ShadowHandCatchAbreast|ShadowHandPen|ShadowHandDoorCloseInward|ShadowHandDoorOpenInward)
-                                       echo "$common --autotune --alpha 5e-5 --gamma 0.95 --total-timesteps ${TOTAL_TIMESTEPS:-10000000}" ;;
-        ShadowHandOver)                echo "$common --autotune --alpha 0.2 --gamma 0.95 --total-timesteps ${TOTAL_TIMESTEPS:-50000000}" ;;
-        ShadowHandCatchOver2Underarm)  echo "$common --autotune --alpha 0.2 --gamma 0.99 --total-timesteps ${TOTAL_TIMESTEPS:-20000000}" ;;
+                                       echo "$common --autotune --alpha 1.0 --gamma 0.95 --total-timesteps ${TOTAL_TIMESTEPS:-10000000}" ;;
+        ShadowHandOver)                echo "$common --autotune --alpha 1.0 --gamma 0.95 --total-timesteps ${TOTAL_TIMESTEPS:-50000000}" ;;
+        ShadowHandCatchOver2Underarm)  echo "$common --autotune --alpha 1.0 --gamma 0.99 --total-timesteps ${TOTAL_TIMESTEPS:-20000000}" ;;
         ShadowHandLiftUnderarm|ShadowHandDoorOpenOutward)
-                                       echo "$common --autotune --alpha 0.2 --gamma 0.99 --total-timesteps ${TOTAL_TIMESTEPS:-10000000}" ;;
+                                       echo "$common --autotune --alpha 1.0 --gamma 0.99 --total-timesteps ${TOTAL_TIMESTEPS:-10000000}" ;;
     esac
 }
 

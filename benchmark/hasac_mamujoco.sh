@@ -22,13 +22,21 @@ TOTAL_TIMESTEPS=${TOTAL_TIMESTEPS:-10000000}
 EXTRA_ARGS=${EXTRA_ARGS:-}
 
 # The official implementation's tuned config per task (PKU-MARL/HARL tuned_configs/mamujoco/<task>/hasac/config.json).
+# Flag <- official key: --num-envs <- train.n_rollout_threads, --gamma <- algo.gamma, --n-step <- algo.n_step,
+# --policy-lr <- model.lr, --q-lr <- model.critic_lr, --batch-size <- algo.batch_size, --autotune/--no-autotune
+# <- algo.auto_alpha, --alpha <- algo.alpha (fixed temperature), --total-timesteps <- train.num_env_steps. The script's
+# defaults already hold the keys that are the same for every task: train.warmup_steps 10000 (--learning-starts),
+# train.train_interval 50 and train.update_per_train 1 (--train-interval 50 --gradient-steps 50), algo.buffer_size 1e6,
+# algo.polyak 0.005 (--tau), model.alpha_lr 3e-4, model.hidden_sizes [256, 256], env.agent_obsk 0 (the script's default
+# for every task), algo.share_param false, eval.eval_episodes 40.
 task_args() {
     local common="--gamma 0.99 --num-envs 20"
     case "$1" in
         Ant-2x4|Ant-8x1) echo "$common --no-autotune --alpha 0.2 --n-step 5 --policy-lr 1e-3 --q-lr 3e-4 --batch-size 2200" ;;
         Ant-4x2)         echo "$common --no-autotune --alpha 0.2 --n-step 5 --policy-lr 1e-3 --q-lr 3e-4 --batch-size 1000" ;;
         HalfCheetah-*|HumanoidStandup-17x1|ManyAgentSwimmer-10x2)
-                         echo "$common --autotune --n-step 10 --policy-lr 1e-3 --q-lr 1e-3 --batch-size 1000" ;;
+                         echo "$common --autotune --alpha 1.0 --n-step 10 --policy-lr 1e-3 --q-lr 1e-3 --batch-size 1000" ;;
+                         # auto_alpha: the official learner starts log alpha at 0 (alpha 1) and ignores algo.alpha
         Walker2d-*)      echo "$common --no-autotune --alpha 0.2 --n-step 20 --policy-lr 5e-4 --q-lr 1e-3 --batch-size 1000" ;;
     esac
 }

@@ -23,7 +23,12 @@ EXTRA_ARGS=${EXTRA_ARGS:-}
 # The official implementation's tuned MPE config, the same for every task and for both
 # action types (PKU-MARL/HARL tuned_configs/pettingzoo_mpe/<task>/hasac/config.json). MPE episodes last only 25 steps, so
 # evaluation is cheap: every 10k env steps gives finer curves than the 200k default.
-MPE_ARGS="--num-envs 20 --autotune --gamma 0.99 --n-step 20 --policy-lr 5e-4 --q-lr 5e-4 --batch-size 1000 --eval-interval 10000"
+# Flag <- official key: --num-envs <- train.n_rollout_threads, --autotune <- algo.auto_alpha (the official learner then
+# starts log alpha at 0, so --alpha 1.0), --gamma <- algo.gamma, --n-step <- algo.n_step, --policy-lr <- model.lr,
+# --q-lr <- model.critic_lr, --batch-size <- algo.batch_size, --total-timesteps <- train.num_env_steps. The script's
+# defaults hold the rest: train.warmup_steps 10000, train.train_interval 50 with update_per_train 1 (--gradient-steps 50),
+# algo.buffer_size 1e6, algo.polyak 0.005, model.alpha_lr 3e-4, model.hidden_sizes [256, 256].
+MPE_ARGS="--num-envs 20 --autotune --alpha 1.0 --gamma 0.99 --n-step 20 --policy-lr 5e-4 --q-lr 5e-4 --batch-size 1000 --eval-interval 10000"
 
 for task in $TASKS; do
     if [[ " $ALL_TASKS " != *" $task "* ]]; then
