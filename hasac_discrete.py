@@ -100,6 +100,8 @@ class Args:
     """episodes per evaluation"""
 
     # discrete specific arguments
+    actor_loss: str = "gumbel"
+    """the actor loss: gumbel (straight-through Gumbel-Softmax, the paper's) or expected (exact over own actions)"""
     target_entropy_scale: float = 0.5
     """with --autotune, each agent's target entropy as a fraction of its maximum entropy log|A^i|, in [0, 1]"""
     matrix_init_bias: bool = True
@@ -117,9 +119,11 @@ MATRIX_PAYOFF = np.array([[5, -20, -20], [-20, 10, -20], [-20, -20, 20]], np.flo
 MATRIX_ACTIONS = "ABC"
 MATRIX_INIT_POLICY = (0.6, 0.2, 0.2)  # the paper's start, biased toward the suboptimal equilibrium (A, A)
 # The common defaults (10M steps, 10k warm-up, [256, 256] nets) would take hours on a one-step
-# game; these apply to every flag not given on the command line (see parse_args), and the run takes seconds.
+# game; these apply to every flag not given on the command line (see parse_args), and the run takes about a minute.
+# 20k steps (about 2000 updates) let --actor-loss expected settle at its fixed point under a fixed temperature: at 6k
+# it is still on the way (alpha 15: pi_C 0.60 against the QRE's 0.737; at 20k, 0.737).
 MATRIX_GAME_DEFAULTS = dict(
-    total_timesteps=6000, num_envs=10, learning_starts=100, buffer_size=1000, train_interval=10,
+    total_timesteps=20_000, num_envs=10, learning_starts=100, buffer_size=1000, train_interval=10,
     gradient_steps=10, batch_size=128, hidden_dim=64, policy_lr=3e-3, q_lr=3e-3, eval_interval=500, eval_episodes=10,
 )  # fmt: skip
 MPE_TASKS = ("simple_spread_v3", "simple_reference_v3", "simple_speaker_listener_v4")
@@ -413,6 +417,10 @@ class Actor(nn.Module):
         """obs [..., obs_dim] (padding beyond obs_dim is ignored) -> one-hot action [..., act_dim], log_prob [...]."""
         return sample_actions(obs[..., : self.obs_dim], self.layers(), None, deterministic)
 
+    def log_policy(self, obs: torch.Tensor) -> torch.Tensor:
+        """obs [..., obs_dim] (padding beyond obs_dim is ignored) -> log pi(. | o) over all actions [..., act_dim]."""
+        return F.log_softmax(masked_logits(obs[..., : self.obs_dim], self.layers()), -1)
+
 
 def stack_actor_weights(actors, policy_of_agent, obs_dim: int, act_dim: int):
     """All agents' weights stacked on a leading agent dim, so acting for every agent is one
@@ -487,6 +495,20 @@ class SoftQNetwork(nn.Module):
         hidden = linear(hidden, self.weights[1], self.biases[1]).relu_()
         return linear(hidden, self.weights[2], self.biases[2])
 
+    def own_action_q_values(self, state_features, others_action: torch.Tensor, first_column: int, n_actions: int):
+        """Q_1, Q_2 for each of one agent's n_actions: [2, B, hidden], others_action [B, N * act_dim] (zero in the agent's
+        block, which starts at first_column) -> [2, B, n_actions].
+
+        The first layer is linear in the one-hot joint action, so own action a adds column a of the agent's block of
+        first-layer weights to one shared pre-activation: the first layer runs once, layers 2-3 on B x n_actions rows.
+        """
+        w1_action = self.weights[0][:, :, self.state_dim :]
+        shared = torch.baddbmm(state_features, others_action.expand(2, -1, -1), w1_action.transpose(1, 2))  # [2, B, hidden]
+        own_columns = w1_action[:, :, first_column : first_column + n_actions].transpose(1, 2)  # [2, n_actions, hidden]
+        hidden = (shared.unsqueeze(2) + own_columns.unsqueeze(1)).relu_().flatten(1, 2)  # [2, B * n_actions, hidden]
+        hidden = linear(hidden, self.weights[1], self.biases[1]).relu_()
+        return linear(hidden, self.weights[2], self.biases[2]).view(2, -1, n_actions)
+
     def forward(self, state: torch.Tensor, joint_action: torch.Tensor) -> torch.Tensor:
         return self.q_values(self.state_features(state), joint_action)
 
@@ -525,6 +547,20 @@ def actor_loss(qf, state_features, joint_action, log_probs, alphas) -> torch.Ten
     return ((log_probs * alphas).sum(-1) - min_q.squeeze(-1)).mean()
 
 
+def expected_actor_loss(qf, state_features, others_action, first_column: int, log_policy, alpha):
+    """Eq. 10 in closed form over agent i's own actions: E_s[sum_a pi^i(a|o^i) (alpha^i log pi^i(a|o^i) - min_j Q_j(s,
+    a^{-i}, a))], with others_action [B, N, act_dim] (zero in agent i's slot) and log_policy [B, 1, A^i]. It is the
+    expectation that the straight-through estimator samples, with no noise and no use of the critic's slope at one-hot
+    points: the exact HASAC step. Returns the loss and E_pi[log pi^i] [B, 1] (minus the exact entropy), for the temperature.
+    """
+    n_actions = log_policy.shape[-1]
+    with torch.no_grad():  # the critic is frozen and the other agents' actions are data: Q carries no gradient
+        min_q = qf.own_action_q_values(state_features, others_action.flatten(1), first_column, n_actions).min(0).values
+    policy = log_policy[:, 0].exp()  # [B, A^i]; unavailable actions have probability exactly 0
+    per_sample = (policy * (alpha * log_policy[:, 0] - min_q)).sum(-1)  # [B]
+    return per_sample.mean(), (policy * log_policy[:, 0]).sum(-1, keepdim=True)
+
+
 def alpha_loss(log_alpha: torch.Tensor, log_probs: torch.Tensor, target_entropy: float) -> torch.Tensor:
     """Appendix H.1: J(alpha) = E[-alpha (log pi + target entropy)], optimised on log alpha."""
     return (-log_alpha.exp() * (log_probs.detach() + target_entropy)).mean()
@@ -546,6 +582,7 @@ class Learner(NamedTuple):
     qf_target: SoftQNetwork
     q_optimizer: optim.Optimizer
     log_alphas: list  # one scalar tensor per agent
+    actor_loss: str  # "gumbel" (straight-through Gumbel-Softmax) or "expected" (exact over own actions)
     alpha_optimizers: Optional[list]  # None: fixed temperature
     target_entropies: list  # target_entropy_scale * log|A^i|
     action_mask: torch.Tensor  # [N, 1, act_dim]
@@ -576,7 +613,9 @@ def hasac_update(learner: Learner, batch: Batch, agent_order, tau: float) -> dic
     # Every agent's actions at s, drawn with gradient before any actor step. Detached, they are the joint action the
     # agents start from; each agent's own step differentiates its draw when its actor has not moved since (always,
     # unless the actor is shared), which saves drawing them a second time.
-    draws = {i: actors[learner.policy_of_agent[i]](batch.obs[:, i : i + 1]) for i in agent_order}  # [B, 1, act_dim_i], [B, 1]
+    # (The expected loss differentiates no sampled action: its draws need no graph.)
+    with torch.set_grad_enabled(learner.actor_loss == "gumbel"):
+        draws = {i: actors[learner.policy_of_agent[i]](batch.obs[:, i : i + 1]) for i in agent_order}  # [B, 1, act_dim_i]
     actions = torch.zeros_like(batch.actions)  # [B, N, act_dim]
     for i, (new_actions, _) in draws.items():
         actions[:, i : i + 1, : new_actions.shape[-1]] = new_actions.detach()
@@ -587,11 +626,17 @@ def hasac_update(learner: Learner, batch: Batch, agent_order, tau: float) -> dic
     for step, i in enumerate(agent_order):
         policy = learner.policy_of_agent[i]
         actor, agent = actors[policy], slice(i, i + 1)
-        new_actions, new_log_probs = actor(batch.obs[:, agent]) if policy in stepped else draws[i]  # a shared actor moved
+        if learner.actor_loss == "expected":
+            others_action = actions.clone()
+            others_action[:, agent] = 0
+            log_policy = actor.log_policy(batch.obs[:, agent])  # [B, 1, act_dim_i]
+            loss, new_log_probs = expected_actor_loss(qf, state_features, others_action, i * act_dim, log_policy, alphas[i])
+        else:
+            new_actions, new_log_probs = actor(batch.obs[:, agent]) if policy in stepped else draws[i]  # a shared actor moved
+            joint_action = actions.clone()
+            joint_action[:, agent, : actor.act_dim] = new_actions
+            loss = actor_loss(qf, state_features, joint_action, new_log_probs, alphas[agent])
         stepped.add(policy)
-        joint_action = actions.clone()
-        joint_action[:, agent, : actor.act_dim] = new_actions
-        loss = actor_loss(qf, state_features, joint_action, new_log_probs, alphas[agent])
         learner.actor_optimizers[policy].zero_grad(set_to_none=True)
         loss.backward()
         learner.actor_optimizers[policy].step()
@@ -635,6 +680,7 @@ def build_learner(envs: MultiAgentVecEnv, args: Args, device: torch.device) -> L
         qf_target=qf_target,
         q_optimizer=optim.Adam(qf.parameters(), lr=args.q_lr, fused=True),
         log_alphas=log_alphas,
+        actor_loss=args.actor_loss,
         alpha_optimizers=[optim.Adam([log_alpha], lr=args.alpha_lr) for log_alpha in log_alphas] if args.autotune else None,
         # Appendix H.1: a fraction of agent i's maximum entropy log|A^i|. The official implementation
         # computes its discrete target from np.prod(Discrete(n).shape), which is 1 (a Discrete
@@ -669,12 +715,11 @@ def act(learner: Learner, obs: torch.Tensor, deterministic: bool = False, avail:
 
 
 @torch.no_grad()
-def matrix_joint_policy(learner: Learner) -> np.ndarray:
-    """The matrix game's learned joint policy pi^1(a^1) pi^2(a^2) as [3, 3] (rows: agent 1's A, B, C)."""
+def matrix_policies(learner: Learner) -> np.ndarray:
+    """The matrix game's learned policies as [2, 3]: row i is pi^i over (A, B, C). The joint policy is their outer product."""
     obs = torch.ones(2, 1, 1, device=learner.action_mask.device)  # [N, 1, obs_dim]: the one state
     weights = stack_actor_weights(learner.actors, learner.policy_of_agent, 1, learner.action_mask.shape[-1])
-    policies = F.softmax(masked_logits(obs, weights, learner.action_mask), -1)[:, 0]  # [2, 3]
-    return torch.outer(policies[0], policies[1]).cpu().numpy()
+    return F.softmax(masked_logits(obs, weights, learner.action_mask), -1)[:, 0].cpu().numpy()
 
 
 @contextlib.contextmanager
@@ -776,6 +821,8 @@ def check_args(args: Args):
         raise ValueError(f"--total-timesteps must be a multiple of --num-envs {args.num_envs}: {lower or args.num_envs} or {lower + args.num_envs}")
     if args.eval_checkpoint is None and args.total_timesteps <= args.learning_starts:
         raise ValueError(f"--total-timesteps ({args.total_timesteps}) must exceed --learning-starts ({args.learning_starts}), or nothing is trained")
+    if args.actor_loss not in ("gumbel", "expected"):
+        raise ValueError(f"unknown --actor-loss {args.actor_loss!r}; valid: gumbel, expected")
     if args.matmul_precision not in ("highest", "high", "medium"):
         raise ValueError(f"unknown --matmul-precision {args.matmul_precision!r}; valid: highest, high, medium")
     if args.cuda and not torch.cuda.is_available():
@@ -912,9 +959,12 @@ if __name__ == "__main__":
         returns = evaluate(learner, eval_envs, args.eval_episodes, args.seed + 10_000, device, frames)
         writer.add_scalar("eval/episodic_return", np.mean(returns), global_step)
         print(f"global_step={global_step}, eval/episodic_return={np.mean(returns):.2f}")
-        if args.env_id == MATRIX_GAME:  # the escape from (A, A) toward (C, C), Figure 3a
-            joint_policy = matrix_joint_policy(learner)
+        if args.env_id == MATRIX_GAME:  # the escape from (A, A) toward (C, C), Figure 3a; the QRE of Table 3
+            policies = matrix_policies(learner)
+            joint_policy = np.outer(policies[0], policies[1])
             print("  joint policy: " + ", ".join(f"p_{a}{a}={joint_policy[k, k]:.3f}" for k, a in enumerate(MATRIX_ACTIONS)))
+            for i, policy in enumerate(policies):
+                print(f"  agent {i} policy: " + ", ".join(f"pi_{a}={p:.4f}" for a, p in zip(MATRIX_ACTIONS, policy)))
         if frames:
             render_video(frames, f"videos/{run_name}/step_{global_step}", fps=30)
         if args.save_model:
@@ -985,10 +1035,12 @@ if __name__ == "__main__":
                     writer.add_scalar(f"losses/alpha/agent_{i}", alpha, global_step)
                 if metrics["alpha_loss"] is not None:
                     writer.add_scalar("losses/alpha_loss", metrics["alpha_loss"].item(), global_step)
-                if args.env_id == MATRIX_GAME:  # the escape from (A, A) toward (C, C), Figure 3a
-                    joint_policy = matrix_joint_policy(learner)
+                if args.env_id == MATRIX_GAME:  # the escape from (A, A) toward (C, C), Figure 3a; the QRE of Table 3
+                    policies = matrix_policies(learner)
                     for k, a in enumerate(MATRIX_ACTIONS):
-                        writer.add_scalar(f"charts/p_{a}{a}", joint_policy[k, k], global_step)
+                        writer.add_scalar(f"charts/p_{a}{a}", policies[0, k] * policies[1, k], global_step)
+                        for i in range(n_agents):
+                            writer.add_scalar(f"charts/pi_{a}/agent_{i}", policies[i, k], global_step)
 
             if global_step // progress_interval > (global_step - args.num_envs) // progress_interval:
                 now = time.time()

@@ -117,6 +117,8 @@ class Args:
     """if toggled, the critic learns values normalised by running statistics of its targets, as the official SMAC setup does"""
     use_policy_active_masks: bool = True
     """if toggled, dead agents' samples are left out of their actor and temperature losses"""
+    actor_loss: str = "gumbel"
+    """the actor loss: gumbel (straight-through Gumbel-Softmax, the paper's) or expected (exact over own actions)"""
     target_entropy_scale: float = 0.5
     """with --autotune, each agent's target entropy as a fraction of its maximum entropy log|available actions| in each state, in [0, 1]"""
     eval_checkpoint: Optional[str] = None
@@ -437,6 +439,12 @@ class Actor(nn.Module):
         mask = None if action_mask is None else action_mask[..., : self.act_dim]
         return sample_actions(obs[..., : self.obs_dim], self.layers(), mask, deterministic)
 
+    def log_policy(self, obs: torch.Tensor, action_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """obs [..., obs_dim] (padding beyond obs_dim is ignored), action_mask [..., act_dim] (None: all)
+        -> log pi(. | o) over all actions [..., act_dim]; an unavailable action has probability exactly 0."""
+        mask = None if action_mask is None else action_mask[..., : self.act_dim]
+        return F.log_softmax(masked_logits(obs[..., : self.obs_dim], self.layers(), mask), -1)
+
 
 def stack_actor_weights(actors, policy_of_agent, obs_dim: int, act_dim: int):
     """All agents' weights stacked on a leading agent dim, so acting for every agent is one
@@ -516,6 +524,23 @@ class SoftQNetwork(nn.Module):
         hidden = torch.baddbmm(state_features, joint_action.expand(2, -1, -1), w1_action.transpose(1, 2)).relu_()
         hidden = linear(hidden, self.weights[1], self.biases[1]).relu_()
         return linear(hidden, self.weights[2], self.biases[2]).view(2, -1, rows)
+
+    def own_action_q_values(self, state_features, others_action: torch.Tensor, first_column: int, n_actions: int):
+        """Q_1, Q_2 for each of one agent's n_actions: [2, B * R, hidden], others_action [B, N * act_dim] (zero in the
+        agent's block, which starts at first_column) -> [2, B, R, n_actions].
+
+        The first layer is linear in the one-hot joint action, so own action a adds column a of the agent's block of
+        first-layer weights to one shared pre-activation: the first layer runs once, layers 2-3 on B x n_actions rows.
+        """
+        rows = state_features.shape[1] // len(others_action)
+        if rows > 1:  # FP: every agent's row is scored with the same joint action
+            others_action = others_action.repeat_interleave(rows, 0)
+        w1_action = self.weights[0][:, :, self.state_dim :]
+        shared = torch.baddbmm(state_features, others_action.expand(2, -1, -1), w1_action.transpose(1, 2))  # [2, B * R, H]
+        own_columns = w1_action[:, :, first_column : first_column + n_actions].transpose(1, 2)  # [2, n_actions, hidden]
+        hidden = (shared.unsqueeze(2) + own_columns.unsqueeze(1)).relu_().flatten(1, 2)  # [2, B * R * n_actions, hidden]
+        hidden = linear(hidden, self.weights[1], self.biases[1]).relu_()
+        return linear(hidden, self.weights[2], self.biases[2]).view(2, -1, rows, n_actions)
 
     def forward(self, state: torch.Tensor, joint_action: torch.Tensor) -> torch.Tensor:
         return self.q_values(self.state_features(state), joint_action)
@@ -605,6 +630,27 @@ def actor_loss(qf, state_features, joint_action, log_probs, alphas, mask: Option
     return masked_mean(per_sample, None if mask is None else mask.amax(-1))
 
 
+def expected_actor_loss(
+    qf, state_features, others_action, first_column: int, log_policy, alpha, mask: Optional[torch.Tensor] = None,
+    value_norm: Optional[ValueNorm] = None,
+):
+    """Eq. 10 in closed form over agent i's own actions: E_s[sum_a pi^i(a|o^i) (alpha^i log pi^i(a|o^i) - min_j Q_j(s,
+    a^{-i}, a))], with others_action [B, N, act_dim] (zero in agent i's slot) and log_policy [B, 1, A^i]. It is the
+    expectation that the straight-through estimator samples, with no noise and no use of the critic's slope at one-hot
+    points: the exact HASAC step. `mask` [B, 1] leaves out the samples where the agent is dead; FP's R rows are averaged.
+    Returns the loss and E_pi[log pi^i] [B, 1] (minus the exact entropy), for the temperature.
+    """
+    n_actions = log_policy.shape[-1]
+    with torch.no_grad():  # the critic is frozen and the other agents' actions are data: Q carries no gradient
+        min_q = qf.own_action_q_values(state_features, others_action.flatten(1), first_column, n_actions).min(0).values
+        if value_norm is not None:
+            min_q = value_norm.denormalize(min_q)
+        min_q = min_q.mean(1)  # [B, A^i]
+    policy = log_policy[:, 0].exp()  # [B, A^i]; unavailable actions have probability exactly 0
+    per_sample = (policy * (alpha * log_policy[:, 0] - min_q)).sum(-1)  # [B]
+    return masked_mean(per_sample, None if mask is None else mask.amax(-1)), (policy * log_policy[:, 0]).sum(-1, keepdim=True)
+
+
 def alpha_loss(log_alpha: torch.Tensor, log_probs: torch.Tensor, target_entropy, mask: Optional[torch.Tensor] = None) -> torch.Tensor:  # fmt: skip
     """Appendix H.1: J(alpha) = E[-alpha (log pi + target entropy)], optimised on log alpha.
     target_entropy: a float, or one per sample [B]; mask [B] leaves dead agents' samples out."""
@@ -627,6 +673,7 @@ class Learner(NamedTuple):
     qf_target: SoftQNetwork
     q_optimizer: optim.Optimizer
     log_alphas: list  # one scalar tensor per agent
+    actor_loss: str  # "gumbel" (straight-through Gumbel-Softmax) or "expected" (exact over own actions)
     alpha_optimizers: Optional[list]  # None: fixed temperature
     target_entropies: list  # target_entropy_scale * log|A^i|: the targets when every action is available
     action_mask: torch.Tensor  # [N, 1, act_dim]
@@ -672,7 +719,9 @@ def hasac_update(learner: Learner, batch: Batch, agent_order, tau: float) -> dic
     # agents start from; each agent's own step differentiates its draw when its actor has not moved since (always,
     # unless the actor is shared), which saves drawing them a second time.
     avails = {i: None if batch.avail is None else batch.avail[:, i : i + 1] for i in agent_order}  # [B, 1, act_dim]
-    draws = {i: actors[learner.policy_of_agent[i]](batch.obs[:, i : i + 1], action_mask=avails[i]) for i in agent_order}
+    # (The expected loss differentiates no sampled action: its draws need no graph.)
+    with torch.set_grad_enabled(learner.actor_loss == "gumbel"):
+        draws = {i: actors[learner.policy_of_agent[i]](batch.obs[:, i : i + 1], action_mask=avails[i]) for i in agent_order}
     actions = torch.zeros_like(batch.actions)  # [B, N, act_dim]
     for i, (new_actions, _) in draws.items():
         actions[:, i : i + 1, : new_actions.shape[-1]] = new_actions.detach()
@@ -683,15 +732,23 @@ def hasac_update(learner: Learner, batch: Batch, agent_order, tau: float) -> dic
     for step, i in enumerate(agent_order):
         policy, avail = learner.policy_of_agent[i], avails[i]
         actor, agent = actors[policy], slice(i, i + 1)
-        # a shared actor has moved since the draw: draw again
-        new_actions, new_log_probs = actor(batch.obs[:, agent], action_mask=avail) if policy in stepped else draws[i]
-        stepped.add(policy)
         alive = None if batch.alive is None else batch.alive[:, agent]  # [B, 1]
-        joint_action = actions.clone()
-        joint_action[:, agent, : actor.act_dim] = new_actions
-        loss = actor_loss(
-            qf, state_features, joint_action, new_log_probs, alphas[agent], mask=alive, value_norm=learner.value_norm
-        )
+        if learner.actor_loss == "expected":
+            others_action = actions.clone()
+            others_action[:, agent] = 0
+            log_policy = actor.log_policy(batch.obs[:, agent], action_mask=avail)  # [B, 1, act_dim_i]
+            loss, new_log_probs = expected_actor_loss(
+                qf, state_features, others_action, i * act_dim, log_policy, alphas[i], alive, learner.value_norm
+            )
+        else:
+            # a shared actor has moved since the draw: draw again
+            new_actions, new_log_probs = actor(batch.obs[:, agent], action_mask=avail) if policy in stepped else draws[i]
+            joint_action = actions.clone()
+            joint_action[:, agent, : actor.act_dim] = new_actions
+            loss = actor_loss(
+                qf, state_features, joint_action, new_log_probs, alphas[agent], mask=alive, value_norm=learner.value_norm
+            )
+        stepped.add(policy)
         learner.actor_optimizers[policy].zero_grad(set_to_none=True)
         loss.backward()
         learner.actor_optimizers[policy].step()
@@ -738,6 +795,7 @@ def build_learner(envs: SMAXVecEnv, args: Args, device: torch.device) -> Learner
         qf_target=qf_target,
         q_optimizer=optim.Adam(qf.parameters(), lr=args.q_lr, fused=True),
         log_alphas=log_alphas,
+        actor_loss=args.actor_loss,
         alpha_optimizers=[optim.Adam([log_alpha], lr=args.alpha_lr) for log_alpha in log_alphas] if args.autotune else None,
         # Appendix H.1: a fraction of agent i's maximum entropy log|A^i|. The official implementation
         # computes its discrete target from np.prod(Discrete(n).shape), which is 1 (a Discrete
@@ -868,6 +926,8 @@ def check_args(args: Args):
         raise ValueError(f"--total-timesteps must be a multiple of --num-envs {args.num_envs}: {lower or args.num_envs} or {lower + args.num_envs}")
     if args.eval_checkpoint is None and args.total_timesteps <= args.learning_starts:
         raise ValueError(f"--total-timesteps ({args.total_timesteps}) must exceed --learning-starts ({args.learning_starts}), or nothing is trained")
+    if args.actor_loss not in ("gumbel", "expected"):
+        raise ValueError(f"unknown --actor-loss {args.actor_loss!r}; valid: gumbel, expected")
     if args.matmul_precision not in ("highest", "high", "medium"):
         raise ValueError(f"unknown --matmul-precision {args.matmul_precision!r}; valid: highest, high, medium")
     if args.cuda and not torch.cuda.is_available():

@@ -3,21 +3,32 @@
 # Reinforcement Learning", ICLR 2024, Section 3.2, Figure 1; the temperature study of
 # Figures 4c and 5): both agents start from the biased policy (0.6, 0.2, 0.2) over (A, B, C),
 # which favours the suboptimal equilibrium (A, A) (reward 5) over the optimal (C, C) (reward 20).
-# A sweep over fixed temperatures (including near zero: --alpha must be positive, since the
-# temperature lives as log alpha) and the auto-tuned one, several seeds each.
+# Two studies, several seeds each:
+#   SWEEP: fixed temperatures (including near zero: --alpha must be positive, since the
+#          temperature lives as log alpha) and the auto-tuned one;
+#   QRE:   the quantal response equilibrium of Appendix B, Table 3: fixed temperatures, both
+#          actor losses (--actor-loss gumbel, the paper's, and expected, the exact expectation
+#          over each agent's own actions); the plotter sets each agent's final policy beside the QRE.
 #
 # Usage (from anywhere):   bash benchmark/hasac_matrix_game.sh
 #   SEEDS="1 2 3"                    seeds per temperature
-#   ALPHAS="1e-4 1e-3 0.1 0.5 1 2 5" fixed temperatures; AUTOTUNE=0 skips the auto-tuned runs
-#   TOTAL_TIMESTEPS=6000             env steps per run (one step per episode)
+#   SWEEP=1 QRE=1                    which studies to run (0 skips one)
+#   ALPHAS="1e-4 1e-3 0.1 0.5 1 2 5" SWEEP's fixed temperatures; AUTOTUNE=0 skips the auto-tuned runs
+#   TOTAL_TIMESTEPS=6000             SWEEP's env steps per run (one step per episode)
+#   QRE_ALPHAS="1 2 5 10 15 20"      QRE's temperatures (runs of the script's matrix-game defaults: 20k steps)
+#   ACTOR_LOSSES="gumbel expected"   QRE's actor losses
 #   EXTRA_ARGS="--buffer-size 2000"  appended to every command
 #   JOBS=1                           runs at a time (parallel through xargs -P)
 #   DRY_RUN=1                        print the commands, run nothing
-# Then: python benchmark/plot_matrix_game.py runs --out matrix_game.png
+# Then: python benchmark/plot_matrix_game.py runs --out matrix_game.png (and matrix_game_qre.png for QRE)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 SEEDS=${SEEDS:-"1 2 3"}
+SWEEP=${SWEEP:-1}
+QRE=${QRE:-1}
+QRE_ALPHAS=${QRE_ALPHAS:-"1 2 5 10 15 20"}
+ACTOR_LOSSES=${ACTOR_LOSSES:-"gumbel expected"}
 ALPHAS=${ALPHAS:-"1e-4 1e-3 0.1 0.5 1 2 5"}
 AUTOTUNE=${AUTOTUNE:-1}
 TOTAL_TIMESTEPS=${TOTAL_TIMESTEPS:-6000}
@@ -35,12 +46,23 @@ MATRIX_ARGS="--env-id matrix-game --matrix-init-bias --num-envs 10 --learning-st
 
 commands=()
 for seed in $SEEDS; do
+    [[ "$SWEEP" == 1 ]] || break
     for alpha in $ALPHAS; do  # the exp name carries the temperature for the plotter
         commands+=("python hasac_discrete.py $MATRIX_ARGS --no-autotune --alpha $alpha --exp-name matrix_alpha_$alpha --seed $seed --total-timesteps $TOTAL_TIMESTEPS${EXTRA_ARGS:+ $EXTRA_ARGS}")
     done
     if [[ "$AUTOTUNE" == 1 ]]; then
         commands+=("python hasac_discrete.py $MATRIX_ARGS --autotune --alpha 0.2 --exp-name matrix_alpha_auto --seed $seed --total-timesteps $TOTAL_TIMESTEPS${EXTRA_ARGS:+ $EXTRA_ARGS}")
     fi
+done
+# QRE: the script's matrix-game defaults (the same small nets and learning rates as MATRIX_ARGS, 20k steps: about
+# 2000 updates, enough for the expected loss to settle at its fixed point), a fixed temperature, one loss per run
+for seed in $SEEDS; do
+    [[ "$QRE" == 1 ]] || break
+    for loss in $ACTOR_LOSSES; do
+        for alpha in $QRE_ALPHAS; do  # the exp name carries the loss and the temperature for the plotter
+            commands+=("python hasac_discrete.py --env-id matrix-game --no-autotune --alpha $alpha --actor-loss $loss --exp-name matrix_qre_${loss}_alpha_$alpha --seed $seed${EXTRA_ARGS:+ $EXTRA_ARGS}")
+        done
+    done
 done
 
 printf '%s\n' "${commands[@]}" | bash benchmark/run_commands.sh

@@ -54,6 +54,20 @@ def test_smoke_matrix_game(matrix_run):
     assert {v for _, v in scalars["charts/episodic_return"]} <= {5, 10, 20, -20, -7.5, -5, 0, -2.5, 15, 12.5, 7.5}
     assert scalars["eval/episodic_return"][-1][1] in (5, 10, 20, -20)  # greedy actions: one joint action
     assert "charts/score_rate" not in scalars
+    for step in TINY_UPDATE_STEPS:  # each agent's own policy, whose product's diagonal is the joint p_XX
+        policies = np.array([[dict(scalars[f"charts/pi_{a}/agent_{i}"])[step] for a in "ABC"] for i in range(2)])
+        np.testing.assert_allclose(policies.sum(-1), 1, atol=1e-5)
+        np.testing.assert_allclose(np.diag(np.outer(*policies)), [dict(scalars[t])[step] for t in MATRIX_PROBABILITY_TAGS], atol=1e-6)
+    assert re.search(r"agent 1 policy: pi_A=0\.\d{4}, pi_B=0\.\d{4}, pi_C=0\.\d{4}", result.stdout)
+
+
+def test_smoke_expected_actor_loss(tmp_path):
+    result = run_script(tmp_path, "--env-id", "simple_speaker_listener_v4", "--actor-loss", "expected", *TINY, script=DISCRETE)
+    assert_ok(result)
+    scalars = read_scalars(run_dir(tmp_path))
+    for tag in LOSS_TAGS:
+        assert_finite_series(scalars, tag)
+    assert [s for s, _ in scalars["losses/actor_loss"]] == TINY_UPDATE_STEPS
 
 
 def test_smoke_simple_spread(tmp_path):
@@ -103,12 +117,12 @@ def _uniform_matrix_batch(batch_size, generator):
 
 def test_biased_start_is_the_papers_policy():
     learner = _matrix_learner(1.0, 0)
-    np.testing.assert_allclose(hd.matrix_joint_policy(learner), np.outer([0.6, 0.2, 0.2], [0.6, 0.2, 0.2]), rtol=1e-5)
+    np.testing.assert_allclose(hd.matrix_policies(learner), [[0.6, 0.2, 0.2], [0.6, 0.2, 0.2]], rtol=1e-5)
     greedy = hd.act(learner, torch.ones(4, 2, 1), deterministic=True)
     assert (greedy.argmax(-1) == 0).all()  # (A, A)
     args = hd.Args(env_id="matrix-game", hidden_dim=64, matrix_init_bias=False)
     unbiased = hd.build_learner(hd.make_env("matrix-game", 1), args, torch.device("cpu"))
-    np.testing.assert_allclose(hd.matrix_joint_policy(unbiased), np.full((3, 3), 1 / 9), atol=0.01)  # gain 0.01: near uniform
+    np.testing.assert_allclose(hd.matrix_policies(unbiased), np.full((2, 3), 1 / 3), atol=0.01)  # gain 0.01: near uniform
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -121,7 +135,7 @@ def test_hasac_with_temperature_one_escapes_to_cc(seed):
     for _ in range(300):
         metrics = hd.hasac_update(learner, _uniform_matrix_batch(128, generator), rng.permutation(2), 0.005)
     assert torch.isfinite(metrics["qf1_loss"]) and torch.isfinite(metrics["actor_loss"])
-    joint = hd.matrix_joint_policy(learner)
+    joint = np.outer(*hd.matrix_policies(learner))
     greedy = hd.act(learner, torch.ones(1, 2, 1), deterministic=True)[0].argmax(-1)
     assert greedy.tolist() == [2, 2], joint
     assert joint[2, 2] > 0.3 and joint[0, 0] < 0.1, joint
@@ -287,6 +301,135 @@ def test_warm_up_actions_are_uniform_over_the_available_ones():
 
 
 # ---------------------------------------------------------------------------------------------
+# 4b. --actor-loss expected: the exact expectation over the agent's own actions
+# ---------------------------------------------------------------------------------------------
+def min_q64(qf, state, joint_action):
+    """min_j Q_j(s, a) [B] in float64, from the fused critic's raw weights, layer by layer."""
+    x = torch.cat([state, joint_action.flatten(1)], -1).double()
+    qf = copy.deepcopy(qf)
+    twins = []
+    for j in range(2):
+        h = F.relu(x @ qf.weights[0][j].double().T + qf.biases[0][j].double())
+        h = F.relu(h @ qf.weights[1][j].double().T + qf.biases[1][j].double())
+        twins.append((h @ qf.weights[2][j].double().T + qf.biases[2][j].double())[:, 0])
+    return torch.minimum(*twins)
+
+
+def test_expected_actor_loss_and_gradient_match_independent_float64():
+    """Three agents in slots of 5 actions; the updated agent (1) has 3 actions and the others' actions are fixed draws.
+    The loss is sum_a pi(a) (alpha log pi(a) - min_j Q_j(s, a^-i, a)) averaged over the batch, every own action scored by
+    the full critic on its own joint action; the second output is E_pi[log pi]."""
+    torch.manual_seed(0)
+    batch_size, state_dim, slot, alpha = 64, 7, 5, 0.7
+    actor, qf = hd.Actor(4, 3, 16), hd.SoftQNetwork(state_dim, 3 * slot, 16)
+    with torch.no_grad():
+        actor.fc_logits.weight.mul_(100)  # logits of order 1: a policy far from uniform
+    obs, state = torch.randn(batch_size, 1, 4), torch.randn(batch_size, state_dim)
+    others = F.one_hot(torch.randint(0, slot, (batch_size, 3)), slot).float()
+    others[:, 1] = 0
+    loss, expected_log_prob = hd.expected_actor_loss(qf, qf.state_features(state), others, slot, actor.log_policy(obs), alpha)
+    loss.backward()
+    assert all(p.grad is None for p in qf.parameters())  # the critic is not trained by the actor loss
+
+    logits, ref_actor = logits64(actor, obs[:, 0])
+    log_policy = F.log_softmax(logits, -1)  # [B, 3]
+    q = []
+    for a in range(3):  # agent 1 takes its action a in every sample
+        joint_action = others.clone()
+        joint_action[:, 1, a] = 1
+        q.append(min_q64(qf, state, joint_action))
+    q = torch.stack(q, -1)  # [B, 3]
+    ref_loss = (log_policy.exp() * (alpha * log_policy - q)).sum(-1).mean()
+    ref_loss.backward()
+    torch.testing.assert_close(loss.double(), ref_loss.detach(), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(expected_log_prob[:, 0].double(), (log_policy.exp() * log_policy).sum(-1).detach(), rtol=1e-5, atol=1e-6)
+    for p, ref in zip(actor.parameters(), ref_actor.parameters()):
+        torch.testing.assert_close(p.grad.double(), ref.grad, rtol=1e-4, atol=1e-6)
+
+
+def test_expected_loss_steps_each_agent_against_the_earlier_agents_updated_actions(monkeypatch):
+    """The sequential scheme under --actor-loss expected: the agents after the first see, in the earlier agents' slots,
+    the actions those agents' actors drew after their own step; their own slot is empty."""
+    envs = hd.make_env("simple_spread_v3", 1)
+    envs.close()
+    torch.manual_seed(0)
+    args = hd.Args(env_id="simple_spread_v3", hidden_dim=16, actor_loss="expected")
+    learner = hd.build_learner(envs, args, torch.device("cpu"))
+    g = torch.Generator().manual_seed(0)
+    n, batch_size, act_dim = envs.n_agents, 8, envs.act_dim
+    batch = hd.Batch(
+        obs=torch.randn(batch_size, n, envs.obs_dim, generator=g), state=torch.randn(batch_size, envs.state_dim, generator=g),
+        actions=F.one_hot(torch.randint(0, act_dim, (batch_size, n), generator=g), act_dim).float(),
+        rewards=torch.randn(batch_size, 1, generator=g), next_obs=torch.randn(batch_size, n, envs.obs_dim, generator=g),
+        next_state=torch.randn(batch_size, envs.state_dim, generator=g), terminations=torch.zeros(batch_size, 1),
+        discounts=torch.full((batch_size, 1), 0.9),
+    )  # fmt: skip
+    events = []  # ("draw", agent, actions, stepped) and ("loss", first_column, others_action)
+    for i, actor in enumerate(learner.actors):
+        def recording_forward(obs, deterministic=False, _i=i, _forward=actor.forward):
+            actions, log_probs = _forward(obs, deterministic)
+            events.append(("draw", _i, actions.detach().clone()))
+            return actions, log_probs
+
+        monkeypatch.setattr(actor, "forward", recording_forward)
+    loss = hd.expected_actor_loss
+
+    def recording_loss(qf, state_features, others_action, first_column, *rest):
+        events.append(("loss", first_column // act_dim, others_action.clone()))
+        return loss(qf, state_features, others_action, first_column, *rest)
+
+    monkeypatch.setattr(hd, "expected_actor_loss", recording_loss)
+    order = [2, 0, 1]
+    hd.hasac_update(learner, batch, order, 0.005)
+    losses = [(k, e) for k, e in enumerate(events) if e[0] == "loss"]
+    assert [e[1] for _, e in losses] == order
+    for position, (k, (_, i, others_action)) in enumerate(losses):
+        assert others_action[:, i].abs().sum() == 0
+        for j in range(n):
+            if j == i:
+                continue
+            latest = [e[2] for e in events[:k] if e[0] == "draw" and e[1] == j][-1]  # j's latest draw before i's loss
+            assert torch.equal(others_action[:, j], latest[:, 0]), (i, j)
+            if j in order[:position]:  # drawn after j's own loss, i.e. from j's updated actor
+                j_loss = next(m for m, e in losses if e[1] == j)
+                assert any(e[0] == "draw" and e[1] == j for e in events[j_loss:k]), (i, j)
+    assert all(la.grad is not None for la in learner.log_alphas)  # the temperatures use the exact entropy
+
+
+def qre(alpha, iterations=3000):
+    """The matrix game's quantal response equilibrium reached from the paper's biased start (Table 3): agents take exact
+    soft best responses, pi^i proportional to exp(E_{a^-i}[r(a^i, a^-i)] / alpha), one after the other."""
+    policies = [np.array(hd.MATRIX_INIT_POLICY, float) for _ in range(2)]
+    payoff = hd.MATRIX_PAYOFF.astype(float)
+    for _ in range(iterations):
+        for i in range(2):
+            q = payoff @ policies[1] if i == 0 else payoff.T @ policies[0]
+            z = np.exp((q - q.max()) / alpha)
+            policies[i] = z / z.sum()
+    return np.array(policies)
+
+
+def test_qre_of_the_matrix_game_is_table_3():
+    np.testing.assert_allclose(qre(15)[0], [0.1278, 0.1354, 0.7368], atol=1e-4)
+    np.testing.assert_allclose(qre(20)[1], [0.2514, 0.2790, 0.4697], atol=1e-4)
+
+
+@pytest.mark.parametrize("alpha, seed", [(10.0, 0), (10.0, 1), (20.0, 0), (20.0, 1)])
+def test_expected_loss_reaches_the_quantal_response_equilibrium(alpha, seed):
+    """Appendix B, Table 3: with a fixed temperature, exact HASAC steps converge to the QRE; from uniformly explored
+    one-step transitions the expected loss lands there (the straight-through loss lands 0.06 to 0.5 away)."""
+    envs = hd.make_env("matrix-game", 1)
+    torch.manual_seed(seed)
+    args = hd.Args(env_id="matrix-game", hidden_dim=64, autotune=False, alpha=alpha, policy_lr=3e-3, q_lr=3e-3, actor_loss="expected")
+    learner = hd.build_learner(envs, args, torch.device("cpu"))
+    generator, rng = torch.Generator().manual_seed(seed), np.random.default_rng(seed)
+    for _ in range(1500):
+        hd.hasac_update(learner, _uniform_matrix_batch(128, generator), rng.permutation(2), 0.005)
+    gap = np.abs(hd.matrix_policies(learner) - qre(alpha)).max()
+    assert gap < 0.05, (hd.matrix_policies(learner), qre(alpha))
+
+
+# ---------------------------------------------------------------------------------------------
 # 5. temperature: a positive target entropy per agent
 # ---------------------------------------------------------------------------------------------
 def test_target_entropy_is_a_fraction_of_each_agents_maximum_entropy():
@@ -333,6 +476,7 @@ def test_save_model_then_eval_checkpoint(matrix_run):
         (["--env-id", "academy_corner"], ["gfootball", "pip install gfootball", "apt-get install"]),
         (["--env-id", "matrix-game", "--target-entropy-scale", "1.5"], ["--target-entropy-scale", "[0, 1]"]),
         (["--env-id", "matrix-game", "--matmul-precision", "bf16"], ["unknown --matmul-precision 'bf16'", "highest, high, medium"]),
+        (["--env-id", "matrix-game", "--actor-loss", "exact"], ["unknown --actor-loss 'exact'", "gumbel, expected"]),
         (["--env-id", "simple_speaker_listener_v4", "--share-param"], ["--share-param", "obs dims [3, 11]", "action dims [3, 5]"]),
     ],
 )

@@ -274,7 +274,7 @@ def _learners(hidden_dim=32, **smac_args):
         actors=actors, policy_of_agent=list(smac.policy_of_agent),
         actor_optimizers=[torch.optim.Adam(a.parameters(), lr=args.policy_lr, fused=True) for a in actors],
         qf=qf, qf_target=qf_target, q_optimizer=torch.optim.Adam(qf.parameters(), lr=args.q_lr, fused=True),
-        log_alphas=log_alphas, alpha_optimizers=[torch.optim.Adam([la], lr=args.alpha_lr) for la in log_alphas],
+        log_alphas=log_alphas, actor_loss=smac.actor_loss, alpha_optimizers=[torch.optim.Adam([la], lr=args.alpha_lr) for la in log_alphas],
         target_entropies=list(smac.target_entropies), action_mask=smac.action_mask.clone(),
     )  # fmt: skip
     return smac, discrete
@@ -295,12 +295,12 @@ def _all_parameters(learner):
     return [p for a in learner.actors for p in a.parameters()] + list(learner.qf.parameters()) + list(learner.qf_target.parameters()) + list(learner.log_alphas)  # fmt: skip
 
 
-@pytest.mark.parametrize("share_param", [False, True])
-def test_update_matches_hasac_discrete_with_all_actions_available(share_param):
+@pytest.mark.parametrize("share_param, actor_loss", [(False, "gumbel"), (True, "gumbel"), (False, "expected"), (True, "expected")])
+def test_update_matches_hasac_discrete_with_all_actions_available(share_param, actor_loss):
     """Same weights, same batch, same agent order, same noise: with every action available and
     every agent alive, hasac_smac's masked update is hasac_discrete's update, bit for bit (with
-    --share-param: one step of the shared actor per agent in both)."""
-    smac, discrete = _learners(share_param=share_param)
+    --share-param: one step of the shared actor per agent in both), with either actor loss."""
+    smac, discrete = _learners(share_param=share_param, actor_loss=actor_loss)
     generator = torch.Generator().manual_seed(1)
     rng = np.random.default_rng(0)
     for step in range(3):
@@ -339,10 +339,11 @@ def test_dead_agents_are_masked_out_of_actor_and_temperature_losses():
     torch.testing.assert_close(hs.alpha_loss(log_alpha, log_probs[:, 0], target, mask=alive), hs.alpha_loss(log_alpha, log_probs[rows, 0], target[rows]))
 
 
-def test_update_leaves_a_dead_agent_untouched_and_uses_available_actions():
+@pytest.mark.parametrize("actor_loss", ["gumbel", "expected"])
+def test_update_leaves_a_dead_agent_untouched_and_uses_available_actions(actor_loss):
     """Agent 0 dead in every sample (only `stop` available, alive 0): its actor and temperature do
     not move; agents 1 and 2 do; no sampled action is ever an unavailable one."""
-    smac, _ = _learners()
+    smac, _ = _learners(actor_loss=actor_loss)
     generator = torch.Generator().manual_seed(3)
     fields = _random_batch(generator)
     avail = torch.rand(64, 3, 8, generator=generator) < 0.6
@@ -360,6 +361,55 @@ def test_update_leaves_a_dead_agent_untouched_and_uses_available_actions():
     torch.manual_seed(0)
     actions = hs.act(smac, fields["obs"], avail=avail)
     assert avail[actions.bool()].all() and (actions[:, 0, 4] == 1).all()
+
+
+def test_expected_actor_loss_with_masks_dead_agents_and_fp_rows_matches_independent_float64():
+    """--actor-loss expected on SMAC's inputs: per-state available actions (action 6 never available), the agent dead in
+    some samples, FP's one critic row per agent and value normalisation. Against float64 written here: every own action
+    scored by the full critic on its own joint action, denormalised, averaged over the rows; the alive samples averaged.
+    An unavailable action has probability exactly 0, and its logit gets no gradient."""
+    torch.manual_seed(0)
+    batch_size, rows, state_dim, slot, agent, alpha = 48, 3, 11, 8, 2, 0.4
+    actor, qf, value_norm = hs.Actor(6, 8, 16), hs.SoftQNetwork(state_dim, 3 * slot, 16), hs.ValueNorm()
+    with torch.no_grad():
+        actor.fc_logits.weight.mul_(100)
+        actor.fc_logits.bias[6] = 50.0  # the unavailable action would dominate
+    value_norm.update(torch.randn(100) * 4 + 3)
+    obs, state = torch.randn(batch_size, 1, 6), torch.randn(batch_size, rows, state_dim)
+    avail = torch.rand(batch_size, 1, 8) < 0.6
+    avail[..., 4], avail[..., 6] = True, False
+    alive = (torch.rand(batch_size, 1) < 0.7).float()
+    others = F.one_hot(torch.randint(0, slot, (batch_size, 3)), slot).float()
+    others[:, agent] = 0
+    log_policy = actor.log_policy(obs, action_mask=avail)
+    loss, expected_log_prob = hs.expected_actor_loss(
+        qf, qf.state_features(state), others, agent * slot, log_policy, alpha, alive, value_norm
+    )
+    loss.backward()
+    assert (log_policy.exp()[~avail] == 0).all()
+    assert actor.fc_logits.weight.grad[6].abs().max() == 0 and actor.fc_logits.bias.grad[6] == 0
+    assert all(p.grad is None for p in qf.parameters())
+
+    a = copy.deepcopy(actor).double()
+    logits = a.fc_logits(a.norm2(F.relu(a.fc2(a.norm1(F.relu(a.fc1(a.input_norm(obs[:, 0].double()))))))))
+    log_pi = F.log_softmax(logits.masked_fill(~avail[:, 0], -1e10), -1)  # [B, 8]
+    mean, std = value_norm.mean_std()
+    w, b = [x.detach().double() for x in qf.weights], [x.detach().double() for x in qf.biases]
+    q = torch.zeros(batch_size, 8, dtype=torch.float64)
+    for action in range(8):
+        joint_action = others.clone()
+        joint_action[:, agent, action] = 1
+        for r in range(rows):  # each FP row with the same joint action; min over the twins, then denormalised
+            x = torch.cat([state[:, r], joint_action.flatten(1)], -1).double()
+            twins = [F.relu(F.relu(x @ w[0][j].T + b[0][j]) @ w[1][j].T + b[1][j]) @ w[2][j].T + b[2][j] for j in range(2)]
+            q[:, action] += (torch.minimum(*twins)[:, 0] * std.double() + mean.double()) / rows
+    per_sample = (log_pi.exp() * (alpha * log_pi - q)).sum(-1)
+    ref_loss = (per_sample * alive[:, 0]).sum() / alive.sum()
+    ref_loss.backward()
+    torch.testing.assert_close(loss.double(), ref_loss.detach(), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(expected_log_prob[:, 0].double(), (log_pi.exp() * log_pi).sum(-1).detach(), rtol=1e-5, atol=1e-6)
+    for p, ref in zip(actor.parameters(), a.parameters()):
+        torch.testing.assert_close(p.grad.double(), ref.grad, rtol=1e-4, atol=1e-6)
 
 
 def test_fp_state_gives_one_critic_row_per_agent():
