@@ -4,6 +4,7 @@
     python benchmark/speed.py --tasks Ant-4x2 --threads 2 --train-steps 40000
     python benchmark/speed.py --matmul-precision highest   # exact float32 only
     python benchmark/speed.py --script hasac_isaacgym --threads 1   # transport at 256/1024/4096 envs, eager and --compile
+    python benchmark/speed.py --script hasac_smac --actor-loss gumbel expected --train-steps 0   # SMAX 3m and 3s5z
 
 Per task and `--matmul-precision` (the script's flag; highest = exact float32) it prints
 - update ms: one full update (critic + every agent's sequential actor step + Polyak), the
@@ -12,6 +13,8 @@ Per task and `--matmul-precision` (the script's flag; highest = exact float32) i
   fraction of a plain float32 torch.mm (highest precision) measured in the same process on the same thread count;
 - env-steps/s: a real training run of the script (subprocess), measured between the
   first `charts/SPS` log after learning starts and the last one, so warm-up is excluded.
+For hasac_discrete.py and hasac_smac.py, the same per `--actor-loss` too (hasac_smac with the FP critic state of
+the official SMAC configs and benchmark/hasac_smac.sh).
 For hasac_isaacgym.py, per number of parallel envs (`--envs`), mode (`--modes`) and precision: env-steps/s
 of the loop's collection part, and ms per full update.
 """
@@ -34,6 +37,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_TASKS = {
     "hasac_continuous": ["Ant-4x2", "HalfCheetah-6x1", "ManyAgentSwimmer-10x2", "simple_spread_v3"],
     "hasac_isaacgym": ["transport"],
+    "hasac_discrete": ["simple_spread_v3"],
+    "hasac_smac": ["3m", "3s5z"],
 }
 
 
@@ -68,12 +73,45 @@ def real_batch(module, args, envs, learner):
     )  # fmt: skip
 
 
-def time_update(module, task: str, repeats: int, precision: str):
-    args = module.Args(env_id=task, matmul_precision=precision)
+def real_discrete_batch(module, args, envs):
+    """hasac_discrete / hasac_smac: a batch of real transitions from a short rollout of uniformly random available actions,
+    with the masks (and, for hasac_smac, the critic state and alive flags) as the scripts' loops build them."""
+    obs, state, avail = envs.reset(seed=0)
+    rows = []
+    while len(rows) * envs.num_envs < args.batch_size * 2:
+        action = module.random_available_actions(np.asarray(avail))
+        rows.append((np.asarray(obs), np.asarray(state), action, np.asarray(avail)))
+        obs, state, avail, *_ = envs.step(action)
+    obs, state, action, avail = (torch.as_tensor(np.concatenate(x)[: args.batch_size]) for x in zip(*rows))
+    n = len(obs)
+    obs, state = obs.float(), state.float()
+    next_obs, next_state = obs.roll(1, 0), state.roll(1, 0)
+    if hasattr(module, "critic_state"):  # hasac_smac
+        state = module.critic_state(obs, state, envs.own_features, args.state_type)
+        next_state = module.critic_state(next_obs, next_state, envs.own_features, args.state_type)
+    fields = dict(obs=obs, state=state, actions=action.float(), rewards=torch.randn(n, 1), next_obs=next_obs)
+    fields.update(next_state=next_state, terminations=torch.zeros(n, 1), discounts=torch.full((n, 1), args.gamma**args.n_step))
+    if hasattr(module, "critic_state"):
+        fields.update(avail=avail.bool(), next_avail=avail.bool().roll(1, 0), alive=torch.ones(n, envs.n_agents))
+    return module.Batch(**fields)
+
+
+def time_update(module, task: str, repeats: int, precision: str, actor_loss: str = "gumbel"):
     torch.set_float32_matmul_precision(precision)
-    envs = module.make_env(task, args.num_envs, args.agent_obsk)
+    if hasattr(module, "critic_state"):  # hasac_smac on SMAX, with the FP state of the official configs
+        args = module.Args(env_id=task, matmul_precision=precision, actor_loss=actor_loss, state_type="FP")
+        envs = module.make_env(task, args.num_envs, backend=args.backend)
+    elif hasattr(module, "random_available_actions"):  # hasac_discrete
+        args = module.Args(env_id=task, matmul_precision=precision, actor_loss=actor_loss)
+        envs = module.make_env(task, args.num_envs)
+    else:
+        args = module.Args(env_id=task, matmul_precision=precision)
+        envs = module.make_env(task, args.num_envs, args.agent_obsk)
     learner = module.build_learner(envs, args, torch.device("cpu"))
-    batch = real_batch(module, args, envs, learner)
+    if hasattr(module, "random_available_actions"):
+        batch = real_discrete_batch(module, args, envs)
+    else:
+        batch = real_batch(module, args, envs, learner)
     envs.close()
     order = np.arange(envs.n_agents)
     for _ in range(5):
@@ -88,13 +126,13 @@ def time_update(module, task: str, repeats: int, precision: str):
     return statistics.median(times), counter.get_total_flops(), envs.n_agents
 
 
-def training_sps(script: str, task: str, threads: int, train_steps: int, precision: str) -> float:
+def training_sps(script: str, task: str, threads: int, train_steps: int, precision: str, extra=()) -> float:
     """Env-steps/s of a real run after warm-up, from the wall times of its `charts/SPS` logs."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     learning_starts = 10_000
     with tempfile.TemporaryDirectory() as workdir:
-        command = [sys.executable, os.path.join(ROOT, f"{script}.py"), "--env-id", task, "--total-timesteps", str(learning_starts + train_steps), "--eval-interval", str(10**9), "--eval-episodes", "1", "--matmul-precision", precision]  # fmt: skip
+        command = [sys.executable, os.path.join(ROOT, f"{script}.py"), "--env-id", task, "--total-timesteps", str(learning_starts + train_steps), "--eval-interval", str(10**9), "--eval-episodes", "1", "--matmul-precision", precision, *extra]  # fmt: skip
         env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
         subprocess.run(command, cwd=workdir, env=env, check=True, stdout=subprocess.DEVNULL)
         run_dir = os.path.join(workdir, "runs", os.listdir(os.path.join(workdir, "runs"))[0])
@@ -170,6 +208,8 @@ def main():
     parser.add_argument("--modes", nargs="+", default=["eager", "compile"], choices=["eager", "compile"], help="hasac_isaacgym: modes")
     parser.add_argument("--steps", type=int, default=30, help="hasac_isaacgym: timed loop steps per row")
     parser.add_argument("--cuda", action="store_true", help="hasac_isaacgym: measure on the GPU")
+    losses = ["gumbel", "expected"]
+    parser.add_argument("--actor-loss", nargs="+", default=["gumbel"], choices=losses, help="discrete scripts: the losses to time")
     parser.add_argument("--matmul-precision", nargs="+", default=["highest", "medium"], choices=["highest", "high", "medium"], help="the script's --matmul-precision values to measure")
     options = parser.parse_args()
     torch.set_num_threads(options.threads)
@@ -190,13 +230,22 @@ def main():
         return
     mm_rate = matmul_gflops(options.threads)
     print(f"{options.script}, {options.threads} threads, torch {torch.__version__}; plain torch.mm: {mm_rate:.0f} GFLOP/s")
-    print(f"{'task':24s} {'precision':>9s} {'agents':>6s} {'update ms':>9s} {'GFLOP':>6s} {'GFLOP/s':>8s} {'of mm':>6s} {'env-steps/s':>11s}")
+    discrete = options.script in ("hasac_discrete", "hasac_smac")
+    extra = ["--state-type", "FP"] if options.script == "hasac_smac" else []
+    columns = ["actor loss", "precision", "agents", "update ms", "GFLOP", "GFLOP/s", "of mm", "env-steps/s"]
+    print(f"{'task':24s} " + " ".join(f"{c:>{max(len(c), 6)}s}" for c in columns))
     for task in options.tasks or DEFAULT_TASKS[options.script]:
-        for precision in options.matmul_precision:
-            seconds, flops, n_agents = time_update(module, task, options.repeats, precision)
-            rate = flops / seconds / 1e9
-            sps = training_sps(options.script, task, options.threads, options.train_steps, precision) if options.train_steps else float("nan")
-            print(f"{task:24s} {precision:>9s} {n_agents:6d} {seconds * 1e3:9.1f} {flops / 1e9:6.2f} {rate:8.0f} {rate / mm_rate:6.0%} {sps:11.0f}", flush=True)
+        for actor_loss in options.actor_loss if discrete else ["-"]:
+            for precision in options.matmul_precision:
+                loss_args = dict(actor_loss=actor_loss) if discrete else {}
+                seconds, flops, n_agents = time_update(module, task, options.repeats, precision, **loss_args)
+                rate = flops / seconds / 1e9
+                run_extra = [*extra, "--actor-loss", actor_loss] if discrete else []
+                sps = float("nan")
+                if options.train_steps:
+                    sps = training_sps(options.script, task, options.threads, options.train_steps, precision, run_extra)
+                cells = f"{actor_loss:>10s} {precision:>9s} {n_agents:6d} {seconds * 1e3:9.1f} {flops / 1e9:6.2f} {rate:7.0f}"
+                print(f"{task:24s} {cells} {rate / mm_rate:6.0%} {sps:11.0f}", flush=True)
 
 
 if __name__ == "__main__":
