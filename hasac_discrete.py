@@ -495,22 +495,23 @@ class SoftQNetwork(nn.Module):
         hidden = linear(hidden, self.weights[1], self.biases[1]).relu_()
         return linear(hidden, self.weights[2], self.biases[2])
 
-    def own_action_q_values(self, state_features, others_action: torch.Tensor, first_column: int, n_actions: int):
-        """Q_1, Q_2 for each of one agent's n_actions: [2, B, hidden], others_action [B, N * act_dim] (zero in the agent's
-        block, which starts at first_column) -> [2, B, n_actions].
-
-        The first layer is linear in the one-hot joint action, so own action a adds column a of the agent's block of
-        first-layer weights to one shared pre-activation: the first layer runs once, layers 2-3 on B x n_actions rows.
-        """
-        w1_action = self.weights[0][:, :, self.state_dim :]
-        shared = torch.baddbmm(state_features, others_action.expand(2, -1, -1), w1_action.transpose(1, 2))  # [2, B, hidden]
-        own_columns = w1_action[:, :, first_column : first_column + n_actions].transpose(1, 2)  # [2, n_actions, hidden]
-        hidden = (shared.unsqueeze(2) + own_columns.unsqueeze(1)).relu_().flatten(1, 2)  # [2, B * n_actions, hidden]
-        hidden = linear(hidden, self.weights[1], self.biases[1]).relu_()
-        return linear(hidden, self.weights[2], self.biases[2]).view(2, -1, n_actions)
-
     def forward(self, state: torch.Tensor, joint_action: torch.Tensor) -> torch.Tensor:
         return self.q_values(self.state_features(state), joint_action)
+
+
+def own_action_q_values(qf, state_features, others_action: torch.Tensor, first_column: int, n_actions: int):
+    """Q_1, Q_2 for each of one agent's n_actions: [2, B, hidden], others_action [B, N * act_dim] (zero in the agent's
+    block, which starts at first_column) -> [2, B, n_actions].
+
+    The first layer is linear in the one-hot joint action, so own action a adds column a of the agent's block of
+    first-layer weights to one shared pre-activation: the first layer runs once, layers 2-3 on B x n_actions rows.
+    """
+    w1_action = qf.weights[0][:, :, qf.state_dim :]
+    shared = torch.baddbmm(state_features, others_action.expand(2, -1, -1), w1_action.transpose(1, 2))  # [2, B, hidden]
+    own_columns = w1_action[:, :, first_column : first_column + n_actions].transpose(1, 2)  # [2, n_actions, hidden]
+    hidden = (shared.unsqueeze(2) + own_columns.unsqueeze(1)).relu_().flatten(1, 2)  # [2, B * n_actions, hidden]
+    hidden = linear(hidden, qf.weights[1], qf.biases[1]).relu_()
+    return linear(hidden, qf.weights[2], qf.biases[2]).view(2, -1, n_actions)
 
 
 class Batch(NamedTuple):
@@ -555,7 +556,7 @@ def expected_actor_loss(qf, state_features, others_action, first_column: int, lo
     """
     n_actions = log_policy.shape[-1]
     with torch.no_grad():  # the critic is frozen and the other agents' actions are data: Q carries no gradient
-        min_q = qf.own_action_q_values(state_features, others_action.flatten(1), first_column, n_actions).min(0).values
+        min_q = own_action_q_values(qf, state_features, others_action.flatten(1), first_column, n_actions).min(0).values
     policy = log_policy[:, 0].exp()  # [B, A^i]; unavailable actions have probability exactly 0
     per_sample = (policy * (alpha * log_policy[:, 0] - min_q)).sum(-1)  # [B]
     return per_sample.mean(), (policy * log_policy[:, 0]).sum(-1, keepdim=True)
@@ -633,10 +634,10 @@ def hasac_update(learner: Learner, batch: Batch, agent_order, tau: float) -> dic
             loss, new_log_probs = expected_actor_loss(qf, state_features, others_action, i * act_dim, log_policy, alphas[i])
         else:
             new_actions, new_log_probs = actor(batch.obs[:, agent]) if policy in stepped else draws[i]  # a shared actor moved
+            stepped.add(policy)
             joint_action = actions.clone()
             joint_action[:, agent, : actor.act_dim] = new_actions
             loss = actor_loss(qf, state_features, joint_action, new_log_probs, alphas[agent])
-        stepped.add(policy)
         learner.actor_optimizers[policy].zero_grad(set_to_none=True)
         loss.backward()
         learner.actor_optimizers[policy].step()
@@ -821,8 +822,6 @@ def check_args(args: Args):
         raise ValueError(f"--total-timesteps must be a multiple of --num-envs {args.num_envs}: {lower or args.num_envs} or {lower + args.num_envs}")
     if args.eval_checkpoint is None and args.total_timesteps <= args.learning_starts:
         raise ValueError(f"--total-timesteps ({args.total_timesteps}) must exceed --learning-starts ({args.learning_starts}), or nothing is trained")
-    if args.actor_loss not in ("gumbel", "expected"):
-        raise ValueError(f"unknown --actor-loss {args.actor_loss!r}; valid: gumbel, expected")
     if args.matmul_precision not in ("highest", "high", "medium"):
         raise ValueError(f"unknown --matmul-precision {args.matmul_precision!r}; valid: highest, high, medium")
     if args.cuda and not torch.cuda.is_available():
@@ -886,6 +885,8 @@ if __name__ == "__main__":
                 raise ValueError("--capture-video: matrix-game has nothing to render; record an MPE or football env")
         if not 0 <= args.target_entropy_scale <= 1:
             raise ValueError(f"--target-entropy-scale must be in [0, 1] (a fraction of the maximum entropy), got {args.target_entropy_scale}")
+        if args.actor_loss not in ("gumbel", "expected"):
+            raise ValueError(f"unknown --actor-loss {args.actor_loss!r}; valid: gumbel, expected")
     except ValueError as error:
         raise SystemExit(f"error: {error}") from None
 

@@ -525,25 +525,26 @@ class SoftQNetwork(nn.Module):
         hidden = linear(hidden, self.weights[1], self.biases[1]).relu_()
         return linear(hidden, self.weights[2], self.biases[2]).view(2, -1, rows)
 
-    def own_action_q_values(self, state_features, others_action: torch.Tensor, first_column: int, n_actions: int):
-        """Q_1, Q_2 for each of one agent's n_actions: [2, B * R, hidden], others_action [B, N * act_dim] (zero in the
-        agent's block, which starts at first_column) -> [2, B, R, n_actions].
-
-        The first layer is linear in the one-hot joint action, so own action a adds column a of the agent's block of
-        first-layer weights to one shared pre-activation: the first layer runs once, layers 2-3 on B x n_actions rows.
-        """
-        rows = state_features.shape[1] // len(others_action)
-        if rows > 1:  # FP: every agent's row is scored with the same joint action
-            others_action = others_action.repeat_interleave(rows, 0)
-        w1_action = self.weights[0][:, :, self.state_dim :]
-        shared = torch.baddbmm(state_features, others_action.expand(2, -1, -1), w1_action.transpose(1, 2))  # [2, B * R, H]
-        own_columns = w1_action[:, :, first_column : first_column + n_actions].transpose(1, 2)  # [2, n_actions, hidden]
-        hidden = (shared.unsqueeze(2) + own_columns.unsqueeze(1)).relu_().flatten(1, 2)  # [2, B * R * n_actions, hidden]
-        hidden = linear(hidden, self.weights[1], self.biases[1]).relu_()
-        return linear(hidden, self.weights[2], self.biases[2]).view(2, -1, rows, n_actions)
-
     def forward(self, state: torch.Tensor, joint_action: torch.Tensor) -> torch.Tensor:
         return self.q_values(self.state_features(state), joint_action)
+
+
+def own_action_q_values(qf, state_features, others_action: torch.Tensor, first_column: int, n_actions: int):
+    """Q_1, Q_2 for each of one agent's n_actions: [2, B * R, hidden], others_action [B, N * act_dim] (zero in the
+    agent's block, which starts at first_column) -> [2, B, R, n_actions].
+
+    The first layer is linear in the one-hot joint action, so own action a adds column a of the agent's block of
+    first-layer weights to one shared pre-activation: the first layer runs once, layers 2-3 on B x n_actions rows.
+    """
+    rows = state_features.shape[1] // len(others_action)
+    if rows > 1:  # FP: every agent's row is scored with the same joint action
+        others_action = others_action.repeat_interleave(rows, 0)
+    w1_action = qf.weights[0][:, :, qf.state_dim :]
+    shared = torch.baddbmm(state_features, others_action.expand(2, -1, -1), w1_action.transpose(1, 2))  # [2, B * R, H]
+    own_columns = w1_action[:, :, first_column : first_column + n_actions].transpose(1, 2)  # [2, n_actions, hidden]
+    hidden = (shared.unsqueeze(2) + own_columns.unsqueeze(1)).relu_().flatten(1, 2)  # [2, B * R * n_actions, hidden]
+    hidden = linear(hidden, qf.weights[1], qf.biases[1]).relu_()
+    return linear(hidden, qf.weights[2], qf.biases[2]).view(2, -1, rows, n_actions)
 
 
 class ValueNorm(nn.Module):
@@ -642,7 +643,7 @@ def expected_actor_loss(
     """
     n_actions = log_policy.shape[-1]
     with torch.no_grad():  # the critic is frozen and the other agents' actions are data: Q carries no gradient
-        min_q = qf.own_action_q_values(state_features, others_action.flatten(1), first_column, n_actions).min(0).values
+        min_q = own_action_q_values(qf, state_features, others_action.flatten(1), first_column, n_actions).min(0).values
         if value_norm is not None:
             min_q = value_norm.denormalize(min_q)
         min_q = min_q.mean(1)  # [B, A^i]
@@ -743,12 +744,12 @@ def hasac_update(learner: Learner, batch: Batch, agent_order, tau: float) -> dic
         else:
             # a shared actor has moved since the draw: draw again
             new_actions, new_log_probs = actor(batch.obs[:, agent], action_mask=avail) if policy in stepped else draws[i]
+            stepped.add(policy)
             joint_action = actions.clone()
             joint_action[:, agent, : actor.act_dim] = new_actions
             loss = actor_loss(
                 qf, state_features, joint_action, new_log_probs, alphas[agent], mask=alive, value_norm=learner.value_norm
             )
-        stepped.add(policy)
         learner.actor_optimizers[policy].zero_grad(set_to_none=True)
         loss.backward()
         learner.actor_optimizers[policy].step()

@@ -4,6 +4,7 @@ hasac_continuous.py, straight-through Gumbel-Softmax against an independent floa
 computation with the same noise, action masks, target entropies, checkpoints and bad input."""
 
 import copy
+import difflib
 import importlib
 import inspect
 import math
@@ -144,7 +145,7 @@ def test_hasac_with_temperature_one_escapes_to_cc(seed):
 # ---------------------------------------------------------------------------------------------
 # 3. parity with hasac_continuous.py: the shared pieces
 # ---------------------------------------------------------------------------------------------
-SHARED = ["critic_target", "actor_loss", "alpha_loss", "soft_update", "SoftQNetwork", "Batch", "hasac_update",
+SHARED = ["critic_target", "actor_loss", "alpha_loss", "soft_update", "SoftQNetwork", "Batch",
           "linear", "stack_actor_weights", "save_checkpoint", "check_args", "render_video", "transition_to_store",
           "training_rng_preserved", "episode_shares", "make_run_dir", "progress_line"]  # fmt: skip
 
@@ -154,6 +155,19 @@ def test_shared_parts_are_textually_identical(name):
     assert inspect.getsource(getattr(hd, name)) == inspect.getsource(getattr(hc, name))
 
 
+def test_update_is_the_continuous_one_plus_the_expected_loss():
+    """hasac_update is the continuous script's, line for line, with only lines added, and the added lines are the
+    --actor-loss expected branch (so the continuous script's float64 tests check the gumbel path's numbers)."""
+    code = lambda f: [line.split("  # ")[0].strip() for line in inspect.getsource(f).splitlines()]  # noqa: E731 (shapes may differ)
+    discrete, continuous = code(hd.hasac_update), code(hc.hasac_update)
+    added = []
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, continuous, discrete, autojunk=False).get_opcodes():
+        assert tag in ("equal", "insert"), (tag, continuous[i1:i2], discrete[j1:j2])
+        added += discrete[j1:j2] if tag == "insert" else []
+    branch = "\n".join(added)
+    assert 'if learner.actor_loss == "expected":' in branch and "expected_actor_loss(" in branch and len(added) <= 12, added
+
+
 def test_same_module_level_names():
     names = ["Args", "make_env", "Actor", "SoftQNetwork", "stack_actor_weights", "sample_actions", "Batch",
              "critic_target", "actor_loss", "alpha_loss", "soft_update", "Learner", "build_learner", "hasac_update",
@@ -161,7 +175,7 @@ def test_same_module_level_names():
     for name in names:
         assert hasattr(hd, name) and hasattr(hc, name), name
     common = set(hc.Args.__dataclass_fields__) & set(hd.Args.__dataclass_fields__)
-    assert set(hc.Learner._fields) == set(hd.Learner._fields)
+    assert set(hc.Learner._fields) == set(hd.Learner._fields) - {"actor_loss"}  # the discrete family's one addition
     assert len(common) >= 28
 
 
