@@ -557,9 +557,10 @@ def expected_actor_loss(qf, state_features, others_action, first_column: int, lo
     n_actions = log_policy.shape[-1]
     with torch.no_grad():  # the critic is frozen and the other agents' actions are data: Q carries no gradient
         min_q = own_action_q_values(qf, state_features, others_action.flatten(1), first_column, n_actions).min(0).values
-    policy = log_policy[:, 0].exp()  # [B, A^i]; unavailable actions have probability exactly 0
-    per_sample = (policy * (alpha * log_policy[:, 0] - min_q)).sum(-1)  # [B]
-    return per_sample.mean(), (policy * log_policy[:, 0]).sum(-1, keepdim=True)
+    log_policy = log_policy[:, 0]  # [B, A^i]
+    policy = log_policy.exp()  # unavailable actions have probability exactly 0
+    per_sample = (policy * (alpha * log_policy - min_q)).sum(-1)  # [B]
+    return per_sample.mean(), (policy * log_policy).sum(-1, keepdim=True)
 
 
 def alpha_loss(log_alpha: torch.Tensor, log_probs: torch.Tensor, target_entropy: float) -> torch.Tensor:

@@ -968,7 +968,9 @@ if __name__ == "__main__":
         try:
             saved_args, learner = load_checkpoint(args.eval_checkpoint, device)
             if saved_args.env_id in DEXHANDS_EPISODE_STEPS:
-                raise ValueError("Bi-DexHands checkpoints cannot be evaluated here (Isaac Gym holds one simulation per process)")
+                raise ValueError(
+                    "Bi-DexHands checkpoints cannot be evaluated here (Isaac Gym holds one simulation per process)"
+                )
             eval_envs = make_env(saved_args.env_id, args.eval_episodes, device, saved_args.episode_length, args.seed)
         except (OSError, KeyError, TypeError, RuntimeError, ValueError) as error:
             raise SystemExit(f"error: cannot evaluate checkpoint {args.eval_checkpoint!r}: {error}") from None

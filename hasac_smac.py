@@ -647,9 +647,10 @@ def expected_actor_loss(
         if value_norm is not None:
             min_q = value_norm.denormalize(min_q)
         min_q = min_q.mean(1)  # [B, A^i]
-    policy = log_policy[:, 0].exp()  # [B, A^i]; unavailable actions have probability exactly 0
-    per_sample = (policy * (alpha * log_policy[:, 0] - min_q)).sum(-1)  # [B]
-    return masked_mean(per_sample, None if mask is None else mask.amax(-1)), (policy * log_policy[:, 0]).sum(-1, keepdim=True)
+    log_policy = log_policy[:, 0]  # [B, A^i]
+    policy = log_policy.exp()  # unavailable actions have probability exactly 0
+    per_sample = (policy * (alpha * log_policy - min_q)).sum(-1)  # [B]
+    return masked_mean(per_sample, None if mask is None else mask.amax(-1)), (policy * log_policy).sum(-1, keepdim=True)
 
 
 def alpha_loss(log_alpha: torch.Tensor, log_probs: torch.Tensor, target_entropy, mask: Optional[torch.Tensor] = None) -> torch.Tensor:  # fmt: skip
