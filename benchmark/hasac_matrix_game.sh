@@ -54,8 +54,9 @@ for seed in $SEEDS; do
         commands+=("python hasac_discrete.py $MATRIX_ARGS --autotune --alpha 0.2 --exp-name matrix_alpha_auto --seed $seed --total-timesteps $TOTAL_TIMESTEPS${EXTRA_ARGS:+ $EXTRA_ARGS}")
     fi
 done
-# QRE: the script's matrix-game defaults (the same small nets and learning rates as MATRIX_ARGS, 20k steps: about
-# 2000 updates, enough for the expected loss to settle at its fixed point), a fixed temperature, one loss per run
+# QRE: the script's matrix-game defaults (the same small nets as MATRIX_ARGS; the critic learns faster, q-lr 1e-2, so
+# that the actors follow its estimate; 20k steps: about 2000 updates, enough for the expected loss to settle at its
+# fixed point), a fixed temperature, one loss per run
 for seed in $SEEDS; do
     [[ "$QRE" == 1 ]] || break
     for loss in $ACTOR_LOSSES; do
