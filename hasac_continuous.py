@@ -41,7 +41,7 @@ class Args:
     cuda: bool = False
     """if toggled, train on the GPU (an error if none is available)"""
     matmul_precision: str = "highest"
-    """`torch.set_float32_matmul_precision` of the networks: highest (exact float32), high (TF32 on GPUs), medium (also bfloat16 products with float32 sums on CPUs with native bfloat16, e.g. AMX: faster updates)"""
+    """`torch.set_float32_matmul_precision`: highest (exact float32), high (TF32 on GPUs), medium (also bfloat16)"""
     track: bool = False
     """if toggled, this experiment will be tracked with Weights and Biases"""
     wandb_project_name: str = "hasac"
@@ -51,7 +51,7 @@ class Args:
     capture_video: bool = False
     """whether to record a video of one deterministic evaluation episode (needs working rendering and moviepy)"""
     save_model: bool = False
-    """whether to save the latest weights to `runs/{run_name}/{exp_name}.cleanrl_model` (at each evaluation, at the end and on Ctrl-C)"""
+    """save the latest weights to `runs/{run_name}/{exp_name}.cleanrl_model` (each evaluation, the end, Ctrl-C)"""
 
     # Algorithm specific arguments
     env_id: str = "Ant-4x2"
@@ -99,7 +99,7 @@ class Args:
 
     # continuous specific arguments
     agent_obsk: Optional[int] = None
-    """MaMuJoCo only: observe the K nearest joints (the library's local observations) instead of the full state plus one-hot id"""
+    """MaMuJoCo only: observe the K nearest joints (the library's local observations), not the full state plus one-hot id"""
     eval_checkpoint: Optional[str] = None
     """evaluate (and with --capture-video, record) a saved `.cleanrl_model` instead of training"""
 
@@ -108,17 +108,34 @@ class Args:
 # reset(seed) -> obs [E, N, obs_dim], state [E, S], avail None
 # step(actions [E, N, act_dim]) -> obs, state, avail, reward [E], terminated [E], truncated [E], info
 PAPER_MAMUJOCO_TASKS = (
-    "Ant-2x4", "Ant-4x2", "Ant-8x1", "HalfCheetah-2x3", "HalfCheetah-3x2", "HalfCheetah-6x1",
-    "Walker2d-2x3", "Walker2d-6x1", "HumanoidStandup-17x1", "ManyAgentSwimmer-10x2",
-)  # fmt: skip
+    "Ant-2x4",
+    "Ant-4x2",
+    "Ant-8x1",
+    "HalfCheetah-2x3",
+    "HalfCheetah-3x2",
+    "HalfCheetah-6x1",
+    "Walker2d-2x3",
+    "Walker2d-6x1",
+    "HumanoidStandup-17x1",
+    "ManyAgentSwimmer-10x2",
+)
 # the paper's scenario names -> gymnasium_robotics.mamujoco_v1 scenarios
 MAMUJOCO_SCENARIOS = {
-    "Ant": "Ant", "HalfCheetah": "HalfCheetah", "Walker2d": "Walker2d", "Hopper": "Hopper",
-    "Humanoid": "Humanoid", "HumanoidStandup": "HumanoidStandup", "Swimmer": "Swimmer",
-    "Reacher": "Reacher", "Pusher": "Pusher", "ManyAgentSwimmer": "ManySegmentSwimmer",
-    "ManySegmentSwimmer": "ManySegmentSwimmer", "ManyAgentAnt": "ManySegmentAnt",
-    "ManySegmentAnt": "ManySegmentAnt", "CoupledHalfCheetah": "CoupledHalfCheetah",
-}  # fmt: skip
+    "Ant": "Ant",
+    "HalfCheetah": "HalfCheetah",
+    "Walker2d": "Walker2d",
+    "Hopper": "Hopper",
+    "Humanoid": "Humanoid",
+    "HumanoidStandup": "HumanoidStandup",
+    "Swimmer": "Swimmer",
+    "Reacher": "Reacher",
+    "Pusher": "Pusher",
+    "ManyAgentSwimmer": "ManySegmentSwimmer",
+    "ManySegmentSwimmer": "ManySegmentSwimmer",
+    "ManyAgentAnt": "ManySegmentAnt",
+    "ManySegmentAnt": "ManySegmentAnt",
+    "CoupledHalfCheetah": "CoupledHalfCheetah",
+}
 # The official implementation groups HalfCheetah-3x2's joints non-consecutively; other
 # partitions the library lacks are its joints, in its order, split into consecutive groups.
 OFFICIAL_JOINT_GROUPS = {("HalfCheetah", "3x2"): (("bfoot", "bshin"), ("bthigh", "ffoot"), ("fshin", "fthigh"))}
@@ -269,7 +286,9 @@ class MultiAgentVecEnv:
         terminated, truncated = np.zeros(self.num_envs, bool), np.zeros(self.num_envs, bool)
         agent_obs, final_agent_obs, final_state = [], [], {}
         for e, env in enumerate(self.envs):
-            observed, rewards, terms, truncs, _ = env.step({a: actions[e, i, : self.act_dims[i]] for i, a in enumerate(self.agents)})
+            observed, rewards, terms, truncs, _ = env.step(
+                {a: actions[e, i, : self.act_dims[i]] for i, a in enumerate(self.agents)}
+            )
             reward[e] = sum(rewards.values()) if self.sum_rewards else rewards[self.agents[0]]
             terminated[e] = any(terms.values())
             truncated[e] = any(truncs.values()) and not terminated[e]
@@ -324,9 +343,15 @@ class Actor(nn.Module):
     def layers(self):
         """(w1, b1, w2, b2, w_head, b_head, action_scale, action_bias), as `sample_actions` takes them."""
         return (
-            self.fc1.weight, self.fc1.bias, self.fc2.weight, self.fc2.bias,
-            self.fc_head.weight, self.fc_head.bias, self.action_scale, self.action_bias,
-        )  # fmt: skip
+            self.fc1.weight,
+            self.fc1.bias,
+            self.fc2.weight,
+            self.fc2.bias,
+            self.fc_head.weight,
+            self.fc_head.bias,
+            self.action_scale,
+            self.action_bias,
+        )
 
     def padded_layers(self, obs_dim: int, act_dim: int):
         """`layers()` zero-padded to (obs_dim, act_dim), for stacking with other agents'."""
@@ -335,11 +360,15 @@ class Actor(nn.Module):
         pad_out = act_dim - self.act_dim
         head_w, head_b = self.fc_head.weight.view(2, self.act_dim, -1), self.fc_head.bias.view(2, self.act_dim)
         return (
-            F.pad(self.fc1.weight, (0, obs_dim - self.obs_dim)), self.fc1.bias,
-            self.fc2.weight, self.fc2.bias,
-            F.pad(head_w, (0, 0, 0, pad_out)).reshape(2 * act_dim, -1), F.pad(head_b, (0, pad_out)).reshape(-1),
-            F.pad(self.action_scale, (0, pad_out), value=1.0), F.pad(self.action_bias, (0, pad_out)),
-        )  # fmt: skip
+            F.pad(self.fc1.weight, (0, obs_dim - self.obs_dim)),
+            self.fc1.bias,
+            self.fc2.weight,
+            self.fc2.bias,
+            F.pad(head_w, (0, 0, 0, pad_out)).reshape(2 * act_dim, -1),
+            F.pad(head_b, (0, pad_out)).reshape(-1),
+            F.pad(self.action_scale, (0, pad_out), value=1.0),
+            F.pad(self.action_bias, (0, pad_out)),
+        )
 
     def forward(self, obs: torch.Tensor, deterministic: bool = False):
         """obs [..., obs_dim] (padding beyond obs_dim is ignored) -> action [..., act_dim], log_prob [...]."""
@@ -375,9 +404,12 @@ def sample_actions(obs, weights, action_mask=None, deterministic: bool = False):
         pre_tanh = mean + log_std.exp() * noise  # reparameterised u ~ N(mean, std)
         # log N(u) - log|d tanh(u)/du| - log|scale|, with log(1 - tanh(u)^2) in its stable form
         log_prob = (
-            -0.5 * noise.pow(2) - log_std - 0.5 * math.log(2 * math.pi)
-            - 2 * (math.log(2) - pre_tanh - F.softplus(-2 * pre_tanh)) - torch.log(action_scale)
-        )  # fmt: skip
+            -0.5 * noise.pow(2)
+            - log_std
+            - 0.5 * math.log(2 * math.pi)
+            - 2 * (math.log(2) - pre_tanh - F.softplus(-2 * pre_tanh))
+            - torch.log(action_scale)
+        )
     action = torch.tanh(pre_tanh) * action_scale + action_bias
     if action_mask is not None:
         action, log_prob = action * action_mask, log_prob * action_mask
@@ -394,9 +426,16 @@ class SoftQNetwork(nn.Module):
     def __init__(self, state_dim: int, joint_action_dim: int, hidden_dim: int):
         super().__init__()
         self.state_dim, self.hidden_dim = state_dim, hidden_dim
-        twins = [[nn.Linear(state_dim + joint_action_dim, hidden_dim), nn.Linear(hidden_dim, hidden_dim), nn.Linear(hidden_dim, 1)] for _ in range(2)]  # fmt: skip
-        self.weights = nn.ParameterList(nn.Parameter(torch.stack([layer.weight.data for layer in layers])) for layers in zip(*twins))  # fmt: skip
-        self.biases = nn.ParameterList(nn.Parameter(torch.stack([layer.bias.data for layer in layers])) for layers in zip(*twins))  # fmt: skip
+        twins = [
+            [nn.Linear(state_dim + joint_action_dim, hidden_dim), nn.Linear(hidden_dim, hidden_dim), nn.Linear(hidden_dim, 1)]
+            for _ in range(2)
+        ]
+        self.weights = nn.ParameterList(
+            nn.Parameter(torch.stack([layer.weight.data for layer in layers])) for layers in zip(*twins)
+        )
+        self.biases = nn.ParameterList(
+            nn.Parameter(torch.stack([layer.bias.data for layer in layers])) for layers in zip(*twins)
+        )
 
     def state_features(self, state: torch.Tensor) -> torch.Tensor:
         """The state's part of both twins' first layer: [B, S] -> [2, B, hidden].
@@ -539,22 +578,34 @@ def hasac_update(learner: Learner, batch: Batch, agent_order, tau: float) -> dic
 
     soft_update(learner.qf_target, qf, tau)
     return {
-        "qf1_loss": qf1_loss.detach(), "qf2_loss": qf2_loss.detach(), "qf1_values": q_values[0].detach().mean(),
-        "actor_loss": torch.stack(actor_losses).mean(), "alpha_loss": torch.stack(alpha_losses).mean() if alpha_losses else None,
-        "entropy": torch.stack(entropies).mean(), "alphas": alphas,
-    }  # fmt: skip
+        "qf1_loss": qf1_loss.detach(),
+        "qf2_loss": qf2_loss.detach(),
+        "qf1_values": q_values[0].detach().mean(),
+        "actor_loss": torch.stack(actor_losses).mean(),
+        "alpha_loss": torch.stack(alpha_losses).mean() if alpha_losses else None,
+        "entropy": torch.stack(entropies).mean(),
+        "alphas": alphas,
+    }
 
 
 def build_learner(envs: MultiAgentVecEnv, args: Args, device: torch.device) -> Learner:
     n_policies = 1 if args.share_param else envs.n_agents
     actors = [
-        Actor(envs.obs_dims[i], envs.act_dims[i], args.hidden_dim, envs.action_low[i, : envs.act_dims[i]], envs.action_high[i, : envs.act_dims[i]]).to(device)
+        Actor(
+            envs.obs_dims[i],
+            envs.act_dims[i],
+            args.hidden_dim,
+            envs.action_low[i, : envs.act_dims[i]],
+            envs.action_high[i, : envs.act_dims[i]],
+        ).to(device)
         for i in range(n_policies)
-    ]  # fmt: skip
+    ]
     qf = SoftQNetwork(envs.state_dim, envs.n_agents * envs.act_dim, args.hidden_dim).to(device)
     qf_target = SoftQNetwork(envs.state_dim, envs.n_agents * envs.act_dim, args.hidden_dim).to(device)
     qf_target.load_state_dict(qf.state_dict())
-    log_alphas = [torch.full((), float(np.log(args.alpha)), device=device, requires_grad=args.autotune) for _ in range(envs.n_agents)]
+    log_alphas = [
+        torch.full((), float(np.log(args.alpha)), device=device, requires_grad=args.autotune) for _ in range(envs.n_agents)
+    ]
     policy_of_agent = [0] * envs.n_agents if args.share_param else list(range(envs.n_agents))
     return Learner(
         actors=actors,
@@ -687,9 +738,15 @@ def check_args(args: Args):
         raise ValueError(f"--buffer-size ({args.buffer_size}) must be at least --batch-size ({args.batch_size})")
     if args.eval_checkpoint is None and args.total_timesteps % args.num_envs:
         lower = args.total_timesteps // args.num_envs * args.num_envs
-        raise ValueError(f"--total-timesteps must be a multiple of --num-envs {args.num_envs}: {lower or args.num_envs} or {lower + args.num_envs}")
+        raise ValueError(
+            f"--total-timesteps must be a multiple of --num-envs {args.num_envs}: "
+            f"{lower or args.num_envs} or {lower + args.num_envs}"
+        )
     if args.eval_checkpoint is None and args.total_timesteps <= args.learning_starts:
-        raise ValueError(f"--total-timesteps ({args.total_timesteps}) must exceed --learning-starts ({args.learning_starts}), or nothing is trained")
+        raise ValueError(
+            f"--total-timesteps ({args.total_timesteps}) must exceed --learning-starts ({args.learning_starts}), "
+            "or nothing is trained"
+        )
     if args.matmul_precision not in ("highest", "high", "medium"):
         raise ValueError(f"unknown --matmul-precision {args.matmul_precision!r}; valid: highest, high, medium")
     if args.cuda and not torch.cuda.is_available():
@@ -740,7 +797,10 @@ if __name__ == "__main__":
         if args.eval_checkpoint is None:
             envs = make_env(args.env_id, args.num_envs, args.agent_obsk)
             if args.share_param and (len(set(envs.obs_dims)) > 1 or len(set(envs.act_dims)) > 1):
-                raise ValueError(f"--share-param needs equal agent spaces; {args.env_id} has obs dims {envs.obs_dims} and action dims {envs.act_dims}")
+                raise ValueError(
+                    f"--share-param needs equal agent spaces; {args.env_id} has obs dims {envs.obs_dims} "
+                    f"and action dims {envs.act_dims}"
+                )
     except ValueError as error:
         raise SystemExit(f"error: {error}") from None
 
@@ -757,7 +817,12 @@ if __name__ == "__main__":
         except (OSError, KeyError, TypeError, RuntimeError, ValueError) as error:
             raise SystemExit(f"error: cannot load checkpoint {args.eval_checkpoint!r}: {error}") from None
         render_mode = "rgb_array" if args.capture_video else None
-        eval_envs = make_env(saved_args.env_id, 1 if args.capture_video else min(args.eval_episodes, saved_args.num_envs), saved_args.agent_obsk, render_mode)
+        eval_envs = make_env(
+            saved_args.env_id,
+            1 if args.capture_video else min(args.eval_episodes, saved_args.num_envs),
+            saved_args.agent_obsk,
+            render_mode,
+        )
         frames = [] if args.capture_video else None
         try:
             returns = evaluate(learner, eval_envs, args.eval_episodes, args.seed, device, frames)
@@ -765,7 +830,10 @@ if __name__ == "__main__":
             if not args.capture_video:
                 raise
             raise SystemExit(f"error: rendering failed ({error}); for MuJoCo try MUJOCO_GL=egl or MUJOCO_GL=osmesa") from None
-        print(f"{saved_args.env_id}: eval/episodic_return {np.mean(returns):.2f} +- {np.std(returns):.2f} over {len(returns)} episodes")
+        print(
+            f"{saved_args.env_id}: eval/episodic_return {np.mean(returns):.2f} +- {np.std(returns):.2f} "
+            f"over {len(returns)} episodes"
+        )
         if frames:
             render_video(frames, f"videos/{os.path.basename(os.path.dirname(os.path.abspath(args.eval_checkpoint)))}", fps=30)
         sys.exit(0)
@@ -776,11 +844,20 @@ if __name__ == "__main__":
             import wandb
         except ImportError:
             raise SystemExit("error: --track needs wandb; pip install wandb") from None
-        wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, sync_tensorboard=True, config=vars(args), name=run_name, save_code=True)  # fmt: skip
+        wandb.init(
+            project=args.wandb_project_name,
+            entity=args.wandb_entity,
+            sync_tensorboard=True,
+            config=vars(args),
+            name=run_name,
+            save_code=True,
+        )
     from torch.utils.tensorboard import SummaryWriter
 
     writer = SummaryWriter(f"runs/{run_name}")
-    writer.add_text("hyperparameters", "|param|value|\n|-|-|\n%s" % ("\n".join([f"|{key}|{value}|" for key, value in vars(args).items()])))  # fmt: skip
+    writer.add_text(
+        "hyperparameters", "|param|value|\n|-|-|\n%s" % ("\n".join([f"|{key}|{value}|" for key, value in vars(args).items()]))
+    )
     model_path = f"runs/{run_name}/{args.exp_name}.cleanrl_model"
 
     # ALGO LOGIC: the learner, the replay memory and the evaluation envs
@@ -793,7 +870,11 @@ if __name__ == "__main__":
 
     def unpack(flat: torch.Tensor):  # [B, stored_obs_dim + S] -> obs [B, N, obs_dim], state [B, S]
         state = flat[:, stored_obs_dim:]
-        obs = full_state_observations(state, n_agents) if envs.full_state_obs else flat[:, :stored_obs_dim].view(-1, n_agents, obs_dim)
+        obs = (
+            full_state_observations(state, n_agents)
+            if envs.full_state_obs
+            else flat[:, :stored_obs_dim].view(-1, n_agents, obs_dim)
+        )
         return obs, state
 
     import gymnasium as gym
@@ -809,7 +890,9 @@ if __name__ == "__main__":
         n_steps=args.n_step,
         gamma=args.gamma,
     )
-    eval_envs = make_env(args.env_id, min(args.eval_episodes, args.num_envs), args.agent_obsk, "rgb_array" if args.capture_video else None)
+    eval_envs = make_env(
+        args.env_id, min(args.eval_episodes, args.num_envs), args.agent_obsk, "rgb_array" if args.capture_video else None
+    )
 
     def run_evaluation(global_step: int):
         frames = [] if args.capture_video else None
@@ -840,7 +923,9 @@ if __name__ == "__main__":
         for iteration in range(1, args.total_timesteps // args.num_envs + 1):
             # ALGO LOGIC: put action logic here
             if global_step < args.learning_starts:
-                actions = np.random.uniform(envs.action_low, envs.action_high, (args.num_envs, n_agents, act_dim)).astype(np.float32)
+                actions = np.random.uniform(envs.action_low, envs.action_high, (args.num_envs, n_agents, act_dim)).astype(
+                    np.float32
+                )
             else:
                 actions = act(learner, torch.as_tensor(obs, device=device)).cpu().numpy()
 
@@ -857,8 +942,17 @@ if __name__ == "__main__":
                 episode_return[done], episode_length[done] = 0.0, 0
 
             # TRY NOT TO MODIFY: save data to replay buffer; the true final observation where an episode ended
-            real_next_obs, real_next_state, dones, timeouts = transition_to_store(next_obs, next_state, terminations, truncations, infos)
-            rb.add(pack(obs, state), pack(real_next_obs, real_next_state), actions.reshape(args.num_envs, -1), rewards, dones, timeouts)
+            real_next_obs, real_next_state, dones, timeouts = transition_to_store(
+                next_obs, next_state, terminations, truncations, infos
+            )
+            rb.add(
+                pack(obs, state),
+                pack(real_next_obs, real_next_state),
+                actions.reshape(args.num_envs, -1),
+                rewards,
+                dones,
+                timeouts,
+            )
             obs, state = next_obs, next_state
 
             # ALGO LOGIC: training.
@@ -869,12 +963,24 @@ if __name__ == "__main__":
                     data = rb.sample(args.batch_size)
                     batch_obs, batch_state = unpack(data.observations)
                     batch_next_obs, batch_next_state = unpack(data.next_observations)
-                    batch = Batch(batch_obs, batch_state, data.actions.view(-1, n_agents, act_dim), data.rewards, batch_next_obs, batch_next_state, data.dones, data.discounts)  # fmt: skip
+                    batch = Batch(
+                        batch_obs,
+                        batch_state,
+                        data.actions.view(-1, n_agents, act_dim),
+                        data.rewards,
+                        batch_next_obs,
+                        batch_next_state,
+                        data.dones,
+                        data.discounts,
+                    )
                     agent_order = np.arange(n_agents) if args.fixed_order else np.random.permutation(n_agents)
                     metrics = hasac_update(learner, batch, agent_order, args.tau)
                     for name in ("qf1_loss", "qf2_loss", "actor_loss", "alpha_loss"):
                         if metrics[name] is not None and not torch.isfinite(metrics[name]):
-                            raise FloatingPointError(f"losses/{name} is {metrics[name].item()} at global_step={global_step}; stopping instead of training on it (try lower learning rates)")  # fmt: skip
+                            raise FloatingPointError(
+                                f"losses/{name} is {metrics[name].item()} at global_step={global_step}; "
+                                "stopping instead of training on it (try lower learning rates)"
+                            )
 
                 writer.add_scalar("losses/qf1_values", metrics["qf1_values"].item(), global_step)
                 writer.add_scalar("losses/qf1_loss", metrics["qf1_loss"].item(), global_step)
@@ -910,5 +1016,8 @@ if __name__ == "__main__":
         writer.close()
     if args.save_model:
         save_checkpoint(model_path, learner, args, global_step)
-        print(f"model saved to {model_path}; evaluate it with: python {os.path.basename(__file__)} --eval-checkpoint {model_path}")
+        print(
+            f"model saved to {model_path}; evaluate it with: "
+            f"python {os.path.basename(__file__)} --eval-checkpoint {model_path}"
+        )
     sys.exit(exit_status)

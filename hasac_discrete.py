@@ -43,7 +43,7 @@ class Args:
     cuda: bool = False
     """if toggled, train on the GPU (an error if none is available)"""
     matmul_precision: str = "highest"
-    """`torch.set_float32_matmul_precision` of the networks: highest (exact float32), high (TF32 on GPUs), medium (also bfloat16 products with float32 sums on CPUs with native bfloat16, e.g. AMX: faster updates)"""
+    """`torch.set_float32_matmul_precision`: highest (exact float32), high (TF32 on GPUs), medium (also bfloat16)"""
     track: bool = False
     """if toggled, this experiment will be tracked with Weights and Biases"""
     wandb_project_name: str = "hasac"
@@ -53,11 +53,11 @@ class Args:
     capture_video: bool = False
     """whether to record a video of one deterministic evaluation episode (needs working rendering and moviepy)"""
     save_model: bool = False
-    """whether to save the latest weights to `runs/{run_name}/{exp_name}.cleanrl_model` (at each evaluation, at the end and on Ctrl-C)"""
+    """save the latest weights to `runs/{run_name}/{exp_name}.cleanrl_model` (each evaluation, the end, Ctrl-C)"""
 
     # Algorithm specific arguments
     env_id: str = "simple_spread_v3"
-    """the environment id: `matrix-game`, an MPE task (e.g. simple_spread_v3) or a football academy scenario (e.g. academy_corner)"""
+    """the environment id: `matrix-game`, an MPE task (simple_spread_v3, ...) or a football academy scenario"""
     total_timesteps: int = 10_000_000
     """total environment steps, summed over the parallel envs"""
     num_envs: int = 20
@@ -126,17 +126,31 @@ MATRIX_INIT_POLICY = (0.6, 0.2, 0.2)  # the paper's start, biased toward the sub
 # step on a barely trained critic, whose Q is near 0 everywhere, and the entropy term alone pulls them toward uniform;
 # at alpha 5, one seed in three then crossed into the basin of (C, C) instead of the QRE at (A, A).
 MATRIX_GAME_DEFAULTS = dict(
-    total_timesteps=20_000, num_envs=10, learning_starts=100, buffer_size=1000, train_interval=10,
-    gradient_steps=10, batch_size=128, hidden_dim=64, policy_lr=3e-3, q_lr=1e-2, eval_interval=500, eval_episodes=10,
-)  # fmt: skip
+    total_timesteps=20_000,
+    num_envs=10,
+    learning_starts=100,
+    buffer_size=1000,
+    train_interval=10,
+    gradient_steps=10,
+    batch_size=128,
+    hidden_dim=64,
+    policy_lr=3e-3,
+    q_lr=1e-2,
+    eval_interval=500,
+    eval_episodes=10,
+)
 MPE_TASKS = ("simple_spread_v3", "simple_reference_v3", "simple_speaker_listener_v4")
 MPE_EPISODE_STEPS = 25
 # football academy scenario -> the number of left-team players the agents control (the official setup)
 FOOTBALL_SCENARIOS = {
-    "academy_pass_and_shoot_with_keeper": 2, "academy_run_pass_and_shoot_with_keeper": 2,
-    "academy_3_vs_1_with_keeper": 3, "academy_counterattack_easy": 4, "academy_counterattack_hard": 4,
-    "academy_corner": 11, "academy_single_goal_versus_lazy": 11,
-}  # fmt: skip
+    "academy_pass_and_shoot_with_keeper": 2,
+    "academy_run_pass_and_shoot_with_keeper": 2,
+    "academy_3_vs_1_with_keeper": 3,
+    "academy_counterattack_easy": 4,
+    "academy_counterattack_hard": 4,
+    "academy_corner": 11,
+    "academy_single_goal_versus_lazy": 11,
+}
 FOOTBALL_INSTALL = (
     "Google Research Football (gfootball) is not installed; it needs system packages and a compile: "
     "apt-get install git cmake build-essential libgl1-mesa-dev libsdl2-dev libsdl2-image-dev libsdl2-ttf-dev "
@@ -239,7 +253,13 @@ class FootballParallelEnv:
         # gfootball's `done` does not tell a time-out from a goal or a lost ball; academy
         # episodes mostly end on one of those, so (as in the official setup) every end terminates
         infos = self._agent_dict([{"episode_score": self.episode_score}] * len(self.possible_agents))
-        return self._agent_dict(self.obs), rewards, self._agent_dict([bool(done)] * len(self.possible_agents)), self._agent_dict([False] * len(self.possible_agents)), infos
+        return (
+            self._agent_dict(self.obs),
+            rewards,
+            self._agent_dict([bool(done)] * len(self.possible_agents)),
+            self._agent_dict([False] * len(self.possible_agents)),
+            infos,
+        )
 
     def render(self):
         return self.env.render(mode="rgb_array")
@@ -298,7 +318,9 @@ class MultiAgentVecEnv:
         return np.broadcast_to(self.action_mask, (self.num_envs, self.n_agents, self.act_dim)).copy()
 
     def reset(self, seed: Optional[int] = None):
-        observed = [self._observe(env, env.reset(seed=None if seed is None else seed + i)[0]) for i, env in enumerate(self.envs)]
+        observed = [
+            self._observe(env, env.reset(seed=None if seed is None else seed + i)[0]) for i, env in enumerate(self.envs)
+        ]
         return np.stack([o for o, _ in observed]), np.stack([s for _, s in observed]), self._avail()
 
     def step(self, actions: np.ndarray):
@@ -352,7 +374,9 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.T
     return torch.baddbmm(bias.unsqueeze(-2), x, weight.transpose(-1, -2))
 
 
-def layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, feature_mask=None, eps: float = 1e-5) -> torch.Tensor:
+def layer_norm(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, feature_mask=None, eps: float = 1e-5
+) -> torch.Tensor:
     """LayerNorm over the last dim with one layer's weight [D] or a stack [K, D] (x [K, B, D]).
 
     `feature_mask` ([D] or [K, D]) leaves zero-padded input features out of the mean and
@@ -396,12 +420,22 @@ class Actor(nn.Module):
             self.fc_logits.bias.copy_(torch.log(torch.as_tensor(probabilities, dtype=torch.float32)))
 
     def layers(self):
-        """(obs_mask, norm0 w, b, w1, b1, norm1 w, b, w2, b2, norm2 w, b, w_logits, b_logits), as `sample_actions` takes them."""
+        """(obs_mask, norm0 w, b, w1, b1, norm1 w, b, w2, b2, norm2 w, b, w_logits, b_logits): `sample_actions`'s weights."""
         return (
-            self.obs_mask, self.input_norm.weight, self.input_norm.bias, self.fc1.weight, self.fc1.bias,
-            self.norm1.weight, self.norm1.bias, self.fc2.weight, self.fc2.bias, self.norm2.weight, self.norm2.bias,
-            self.fc_logits.weight, self.fc_logits.bias,
-        )  # fmt: skip
+            self.obs_mask,
+            self.input_norm.weight,
+            self.input_norm.bias,
+            self.fc1.weight,
+            self.fc1.bias,
+            self.norm1.weight,
+            self.norm1.bias,
+            self.fc2.weight,
+            self.fc2.bias,
+            self.norm2.weight,
+            self.norm2.bias,
+            self.fc_logits.weight,
+            self.fc_logits.bias,
+        )
 
     def padded_layers(self, obs_dim: int, act_dim: int):
         """`layers()` zero-padded to (obs_dim, act_dim), for stacking with other agents'.
@@ -410,11 +444,20 @@ class Actor(nn.Module):
             return self.layers()
         pad_in, pad_out = (0, obs_dim - self.obs_dim), (0, act_dim - self.act_dim)
         return (
-            F.pad(self.obs_mask, pad_in), F.pad(self.input_norm.weight, pad_in), F.pad(self.input_norm.bias, pad_in),
-            F.pad(self.fc1.weight, pad_in), self.fc1.bias, self.norm1.weight, self.norm1.bias,
-            self.fc2.weight, self.fc2.bias, self.norm2.weight, self.norm2.bias,
-            F.pad(self.fc_logits.weight, (0, 0, *pad_out)), F.pad(self.fc_logits.bias, pad_out),
-        )  # fmt: skip
+            F.pad(self.obs_mask, pad_in),
+            F.pad(self.input_norm.weight, pad_in),
+            F.pad(self.input_norm.bias, pad_in),
+            F.pad(self.fc1.weight, pad_in),
+            self.fc1.bias,
+            self.norm1.weight,
+            self.norm1.bias,
+            self.fc2.weight,
+            self.fc2.bias,
+            self.norm2.weight,
+            self.norm2.bias,
+            F.pad(self.fc_logits.weight, (0, 0, *pad_out)),
+            F.pad(self.fc_logits.bias, pad_out),
+        )
 
     def forward(self, obs: torch.Tensor, deterministic: bool = False):
         """obs [..., obs_dim] (padding beyond obs_dim is ignored) -> one-hot action [..., act_dim], log_prob [...]."""
@@ -477,9 +520,16 @@ class SoftQNetwork(nn.Module):
     def __init__(self, state_dim: int, joint_action_dim: int, hidden_dim: int):
         super().__init__()
         self.state_dim, self.hidden_dim = state_dim, hidden_dim
-        twins = [[nn.Linear(state_dim + joint_action_dim, hidden_dim), nn.Linear(hidden_dim, hidden_dim), nn.Linear(hidden_dim, 1)] for _ in range(2)]  # fmt: skip
-        self.weights = nn.ParameterList(nn.Parameter(torch.stack([layer.weight.data for layer in layers])) for layers in zip(*twins))  # fmt: skip
-        self.biases = nn.ParameterList(nn.Parameter(torch.stack([layer.bias.data for layer in layers])) for layers in zip(*twins))  # fmt: skip
+        twins = [
+            [nn.Linear(state_dim + joint_action_dim, hidden_dim), nn.Linear(hidden_dim, hidden_dim), nn.Linear(hidden_dim, 1)]
+            for _ in range(2)
+        ]
+        self.weights = nn.ParameterList(
+            nn.Parameter(torch.stack([layer.weight.data for layer in layers])) for layers in zip(*twins)
+        )
+        self.biases = nn.ParameterList(
+            nn.Parameter(torch.stack([layer.bias.data for layer in layers])) for layers in zip(*twins)
+        )
 
     def state_features(self, state: torch.Tensor) -> torch.Tensor:
         """The state's part of both twins' first layer: [B, S] -> [2, B, hidden].
@@ -661,10 +711,14 @@ def hasac_update(learner: Learner, batch: Batch, agent_order, tau: float) -> dic
 
     soft_update(learner.qf_target, qf, tau)
     return {
-        "qf1_loss": qf1_loss.detach(), "qf2_loss": qf2_loss.detach(), "qf1_values": q_values[0].detach().mean(),
-        "actor_loss": torch.stack(actor_losses).mean(), "alpha_loss": torch.stack(alpha_losses).mean() if alpha_losses else None,
-        "entropy": torch.stack(entropies).mean(), "alphas": alphas,
-    }  # fmt: skip
+        "qf1_loss": qf1_loss.detach(),
+        "qf2_loss": qf2_loss.detach(),
+        "qf1_values": q_values[0].detach().mean(),
+        "actor_loss": torch.stack(actor_losses).mean(),
+        "alpha_loss": torch.stack(alpha_losses).mean() if alpha_losses else None,
+        "entropy": torch.stack(entropies).mean(),
+        "alphas": alphas,
+    }
 
 
 def build_learner(envs: MultiAgentVecEnv, args: Args, device: torch.device) -> Learner:
@@ -676,7 +730,9 @@ def build_learner(envs: MultiAgentVecEnv, args: Args, device: torch.device) -> L
     qf = SoftQNetwork(envs.state_dim, envs.n_agents * envs.act_dim, args.hidden_dim).to(device)
     qf_target = SoftQNetwork(envs.state_dim, envs.n_agents * envs.act_dim, args.hidden_dim).to(device)
     qf_target.load_state_dict(qf.state_dict())
-    log_alphas = [torch.full((), float(np.log(args.alpha)), device=device, requires_grad=args.autotune) for _ in range(envs.n_agents)]
+    log_alphas = [
+        torch.full((), float(np.log(args.alpha)), device=device, requires_grad=args.autotune) for _ in range(envs.n_agents)
+    ]
     return Learner(
         actors=actors,
         policy_of_agent=[0] * envs.n_agents if args.share_param else list(range(envs.n_agents)),
@@ -710,7 +766,9 @@ def transition_to_store(next_obs, next_state, terminations, truncations, infos):
 
 
 @torch.no_grad()
-def act(learner: Learner, obs: torch.Tensor, deterministic: bool = False, avail: Optional[torch.Tensor] = None) -> torch.Tensor:
+def act(
+    learner: Learner, obs: torch.Tensor, deterministic: bool = False, avail: Optional[torch.Tensor] = None
+) -> torch.Tensor:
     """obs [E, N, obs_dim], avail [E, N, act_dim] (None: every agent's own actions) -> one-hot
     actions [E, N, act_dim] from every agent's policy at once."""
     weights = stack_actor_weights(learner.actors, learner.policy_of_agent, obs.shape[-1], learner.action_mask.shape[-1])
@@ -756,7 +814,9 @@ def evaluate(learner: Learner, envs: MultiAgentVecEnv, n_episodes: int, seed: in
     while any(len(r) < share for r, share in zip(returns, shares)):
         if frames is not None and not returns[0]:
             frames.append(envs.envs[0].render())
-        actions = act(learner, torch.as_tensor(obs, device=device), deterministic=True, avail=torch.as_tensor(avail, device=device))
+        actions = act(
+            learner, torch.as_tensor(obs, device=device), deterministic=True, avail=torch.as_tensor(avail, device=device)
+        )
         obs, _, avail, reward, terminated, truncated, _ = envs.step(actions.cpu().numpy())
         episode_return += reward
         for e in np.flatnonzero(terminated | truncated):
@@ -823,9 +883,15 @@ def check_args(args: Args):
         raise ValueError(f"--buffer-size ({args.buffer_size}) must be at least --batch-size ({args.batch_size})")
     if args.eval_checkpoint is None and args.total_timesteps % args.num_envs:
         lower = args.total_timesteps // args.num_envs * args.num_envs
-        raise ValueError(f"--total-timesteps must be a multiple of --num-envs {args.num_envs}: {lower or args.num_envs} or {lower + args.num_envs}")
+        raise ValueError(
+            f"--total-timesteps must be a multiple of --num-envs {args.num_envs}: "
+            f"{lower or args.num_envs} or {lower + args.num_envs}"
+        )
     if args.eval_checkpoint is None and args.total_timesteps <= args.learning_starts:
-        raise ValueError(f"--total-timesteps ({args.total_timesteps}) must exceed --learning-starts ({args.learning_starts}), or nothing is trained")
+        raise ValueError(
+            f"--total-timesteps ({args.total_timesteps}) must exceed --learning-starts ({args.learning_starts}), "
+            "or nothing is trained"
+        )
     if args.matmul_precision not in ("highest", "high", "medium"):
         raise ValueError(f"unknown --matmul-precision {args.matmul_precision!r}; valid: highest, high, medium")
     if args.cuda and not torch.cuda.is_available():
@@ -841,7 +907,9 @@ def parse_args(argv: list) -> Args:
     """The command line over the defaults of the env it names: with --env-id matrix-game, MATRIX_GAME_DEFAULTS stand in
     for the common defaults, so a flag given in any spelling tyro accepts wins, and --help lists the defaults that apply."""
     env_id = tyro.cli(Args, args=[arg for arg in argv if arg not in ("-h", "--help")]).env_id
-    return tyro.cli(Args, args=argv, default=Args(env_id=MATRIX_GAME, **MATRIX_GAME_DEFAULTS) if env_id == MATRIX_GAME else Args())
+    return tyro.cli(
+        Args, args=argv, default=Args(env_id=MATRIX_GAME, **MATRIX_GAME_DEFAULTS) if env_id == MATRIX_GAME else Args()
+    )
 
 
 def make_run_dir(run_name: str) -> str:
@@ -868,7 +936,6 @@ def progress_line(global_step: int, total_timesteps: int, recent_sps: float, rec
     )
 
 
-
 def render_video(frames: list, video_dir: str, fps: int):
     from gymnasium.utils.save_video import save_video
 
@@ -884,11 +951,17 @@ if __name__ == "__main__":
         if args.eval_checkpoint is None:
             envs = make_env(args.env_id, args.num_envs)
             if args.share_param and (len(set(envs.obs_dims)) > 1 or len(set(envs.act_dims)) > 1):
-                raise ValueError(f"--share-param needs equal agent spaces; {args.env_id} has obs dims {envs.obs_dims} and action dims {envs.act_dims}")
+                raise ValueError(
+                    f"--share-param needs equal agent spaces; {args.env_id} has obs dims {envs.obs_dims} "
+                    f"and action dims {envs.act_dims}"
+                )
             if args.capture_video and args.env_id == MATRIX_GAME:
                 raise ValueError("--capture-video: matrix-game has nothing to render; record an MPE or football env")
         if not 0 <= args.target_entropy_scale <= 1:
-            raise ValueError(f"--target-entropy-scale must be in [0, 1] (a fraction of the maximum entropy), got {args.target_entropy_scale}")
+            raise ValueError(
+                "--target-entropy-scale must be in [0, 1] (a fraction of the maximum entropy), "
+                f"got {args.target_entropy_scale}"
+            )
         if args.actor_loss not in ("gumbel", "expected"):
             raise ValueError(f"unknown --actor-loss {args.actor_loss!r}; valid: gumbel, expected")
     except ValueError as error:
@@ -907,7 +980,9 @@ if __name__ == "__main__":
         except (OSError, KeyError, TypeError, RuntimeError, ValueError) as error:
             raise SystemExit(f"error: cannot load checkpoint {args.eval_checkpoint!r}: {error}") from None
         render_mode = "rgb_array" if args.capture_video else None
-        eval_envs = make_env(saved_args.env_id, 1 if args.capture_video else min(args.eval_episodes, saved_args.num_envs), render_mode)
+        eval_envs = make_env(
+            saved_args.env_id, 1 if args.capture_video else min(args.eval_episodes, saved_args.num_envs), render_mode
+        )
         frames = [] if args.capture_video else None
         try:
             returns = evaluate(learner, eval_envs, args.eval_episodes, args.seed, device, frames)
@@ -915,7 +990,10 @@ if __name__ == "__main__":
             if not args.capture_video:
                 raise
             raise SystemExit(f"error: rendering failed ({error}); for MuJoCo try MUJOCO_GL=egl or MUJOCO_GL=osmesa") from None
-        print(f"{saved_args.env_id}: eval/episodic_return {np.mean(returns):.2f} +- {np.std(returns):.2f} over {len(returns)} episodes")
+        print(
+            f"{saved_args.env_id}: eval/episodic_return {np.mean(returns):.2f} +- {np.std(returns):.2f} "
+            f"over {len(returns)} episodes"
+        )
         if frames:
             render_video(frames, f"videos/{os.path.basename(os.path.dirname(os.path.abspath(args.eval_checkpoint)))}", fps=30)
         sys.exit(0)
@@ -926,11 +1004,20 @@ if __name__ == "__main__":
             import wandb
         except ImportError:
             raise SystemExit("error: --track needs wandb; pip install wandb") from None
-        wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, sync_tensorboard=True, config=vars(args), name=run_name, save_code=True)  # fmt: skip
+        wandb.init(
+            project=args.wandb_project_name,
+            entity=args.wandb_entity,
+            sync_tensorboard=True,
+            config=vars(args),
+            name=run_name,
+            save_code=True,
+        )
     from torch.utils.tensorboard import SummaryWriter
 
     writer = SummaryWriter(f"runs/{run_name}")
-    writer.add_text("hyperparameters", "|param|value|\n|-|-|\n%s" % ("\n".join([f"|{key}|{value}|" for key, value in vars(args).items()])))  # fmt: skip
+    writer.add_text(
+        "hyperparameters", "|param|value|\n|-|-|\n%s" % ("\n".join([f"|{key}|{value}|" for key, value in vars(args).items()]))
+    )
     model_path = f"runs/{run_name}/{args.exp_name}.cleanrl_model"
 
     # ALGO LOGIC: the learner, the replay memory and the evaluation envs
@@ -996,7 +1083,11 @@ if __name__ == "__main__":
             if global_step < args.learning_starts:
                 actions = random_available_actions(avail)
             else:
-                actions = act(learner, torch.as_tensor(obs, device=device), avail=torch.as_tensor(avail, device=device)).cpu().numpy()
+                actions = (
+                    act(learner, torch.as_tensor(obs, device=device), avail=torch.as_tensor(avail, device=device))
+                    .cpu()
+                    .numpy()
+                )
 
             # TRY NOT TO MODIFY: execute the game and log data.
             next_obs, next_state, next_avail, rewards, terminations, truncations, infos = envs.step(actions)
@@ -1013,8 +1104,17 @@ if __name__ == "__main__":
                 writer.add_scalar("charts/score_rate", np.mean(list(infos["scored"].values())), global_step)
 
             # TRY NOT TO MODIFY: save data to replay buffer; the true final observation where an episode ended
-            real_next_obs, real_next_state, dones, timeouts = transition_to_store(next_obs, next_state, terminations, truncations, infos)
-            rb.add(pack(obs, state), pack(real_next_obs, real_next_state), actions.reshape(args.num_envs, -1), rewards, dones, timeouts)
+            real_next_obs, real_next_state, dones, timeouts = transition_to_store(
+                next_obs, next_state, terminations, truncations, infos
+            )
+            rb.add(
+                pack(obs, state),
+                pack(real_next_obs, real_next_state),
+                actions.reshape(args.num_envs, -1),
+                rewards,
+                dones,
+                timeouts,
+            )
             obs, state, avail = next_obs, next_state, next_avail
 
             # ALGO LOGIC: training.
@@ -1023,12 +1123,24 @@ if __name__ == "__main__":
                     data = rb.sample(args.batch_size)
                     batch_obs, batch_state = unpack(data.observations)
                     batch_next_obs, batch_next_state = unpack(data.next_observations)
-                    batch = Batch(batch_obs, batch_state, data.actions.view(-1, n_agents, act_dim), data.rewards, batch_next_obs, batch_next_state, data.dones, data.discounts)  # fmt: skip
+                    batch = Batch(
+                        batch_obs,
+                        batch_state,
+                        data.actions.view(-1, n_agents, act_dim),
+                        data.rewards,
+                        batch_next_obs,
+                        batch_next_state,
+                        data.dones,
+                        data.discounts,
+                    )
                     agent_order = np.arange(n_agents) if args.fixed_order else np.random.permutation(n_agents)
                     metrics = hasac_update(learner, batch, agent_order, args.tau)
                     for name in ("qf1_loss", "qf2_loss", "actor_loss", "alpha_loss"):
                         if metrics[name] is not None and not torch.isfinite(metrics[name]):
-                            raise FloatingPointError(f"losses/{name} is {metrics[name].item()} at global_step={global_step}; stopping instead of training on it (try lower learning rates)")  # fmt: skip
+                            raise FloatingPointError(
+                                f"losses/{name} is {metrics[name].item()} at global_step={global_step}; "
+                                "stopping instead of training on it (try lower learning rates)"
+                            )
 
                 writer.add_scalar("losses/qf1_values", metrics["qf1_values"].item(), global_step)
                 writer.add_scalar("losses/qf1_loss", metrics["qf1_loss"].item(), global_step)
@@ -1070,5 +1182,8 @@ if __name__ == "__main__":
         writer.close()
     if args.save_model:
         save_checkpoint(model_path, learner, args, global_step)
-        print(f"model saved to {model_path}; evaluate it with: python {os.path.basename(__file__)} --eval-checkpoint {model_path}")
+        print(
+            f"model saved to {model_path}; evaluate it with: "
+            f"python {os.path.basename(__file__)} --eval-checkpoint {model_path}"
+        )
     sys.exit(exit_status)

@@ -53,7 +53,7 @@ class Args:
     cuda: bool = False
     """if toggled, train on the GPU (an error if none is available); Bi-DexHands needs it"""
     matmul_precision: str = "highest"
-    """`torch.set_float32_matmul_precision` of the networks: highest (exact float32), high (TF32 on GPUs), medium (also bfloat16 products with float32 sums on CPUs with native bfloat16, e.g. AMX: faster updates)"""
+    """`torch.set_float32_matmul_precision`: highest (exact float32), high (TF32 on GPUs), medium (also bfloat16)"""
     track: bool = False
     """if toggled, this experiment will be tracked with Weights and Biases"""
     wandb_project_name: str = "hasac"
@@ -63,7 +63,7 @@ class Args:
     capture_video: bool = False
     """not supported here (batched on-device envs have no per-env renderer in the loop); kept for the shared flag set"""
     save_model: bool = False
-    """whether to save the latest weights to `runs/{run_name}/{exp_name}.cleanrl_model` (at each evaluation, at the end and on Ctrl-C)"""
+    """save the latest weights to `runs/{run_name}/{exp_name}.cleanrl_model` (each evaluation, the end, Ctrl-C)"""
 
     # Algorithm specific arguments
     env_id: str = "transport"
@@ -113,9 +113,9 @@ class Args:
 
     # isaacgym specific arguments
     episode_length: Optional[int] = None
-    """the time limit in steps (a truncation: the target bootstraps through it); default: VMAS 100, Bi-DexHands the official per-task length"""
+    """the time limit in steps (a bootstrapped truncation); default: VMAS 100, Bi-DexHands the official per-task length"""
     log_interval: int = 50_000
-    """env steps between logs: the only points where the loop waits for the device (losses, returns, SPS, the non-finite-loss check)"""
+    """env steps between logs, the only points where the loop waits for the device (losses, returns, SPS, NaN check)"""
     compile: bool = False
     """if toggled, torch.compile the update and the acting step (as in LeanRL)"""
     cudagraphs: bool = False
@@ -134,10 +134,16 @@ PAPER_VMAS_SCENARIOS = ("transport", "balance", "wheel", "dispersion", "navigati
 VMAS_EPISODE_STEPS = 100
 # Bi-DexHands tasks of the paper -> the official HASAC configs' episode length (hands_episode_length)
 DEXHANDS_EPISODE_STEPS = {
-    "ShadowHandCatchAbreast": 150, "ShadowHandTwoCatchUnderarm": 75, "ShadowHandLiftUnderarm": 500,
-    "ShadowHandOver": 75, "ShadowHandCatchOver2Underarm": 75, "ShadowHandPen": 125,
-    "ShadowHandDoorCloseInward": 250, "ShadowHandDoorOpenInward": 250, "ShadowHandDoorOpenOutward": 250,
-}  # fmt: skip
+    "ShadowHandCatchAbreast": 150,
+    "ShadowHandTwoCatchUnderarm": 75,
+    "ShadowHandLiftUnderarm": 500,
+    "ShadowHandOver": 75,
+    "ShadowHandCatchOver2Underarm": 75,
+    "ShadowHandPen": 125,
+    "ShadowHandDoorCloseInward": 250,
+    "ShadowHandDoorOpenInward": 250,
+    "ShadowHandDoorOpenOutward": 250,
+}
 ISAACGYM_INSTALL = (
     "Bi-DexHands needs Isaac Gym Preview 4 and DexterousHands (Python 3.6-3.8, an NVIDIA GPU): download "
     "Isaac Gym from https://developer.nvidia.com/isaac-gym, `pip install -e isaacgym/python`, then "
@@ -167,7 +173,9 @@ class VmasEnv:
     are not transitions (info["valid"] is False for them).
     """
 
-    def __init__(self, scenario: str, num_envs: int, device, episode_length: Optional[int] = None, seed: int = 0, **scenario_kwargs):
+    def __init__(
+        self, scenario: str, num_envs: int, device, episode_length: Optional[int] = None, seed: int = 0, **scenario_kwargs
+    ):
         import vmas
 
         valid_ids = list(vmas.scenarios) + list(vmas.mpe_scenarios) + list(vmas.debug_scenarios)
@@ -201,7 +209,9 @@ class VmasEnv:
         for i, space in enumerate(self.env.action_space):
             self.action_low[i, : self.act_dims[i]] = torch.as_tensor(space.low, device=self.device)
             self.action_high[i, : self.act_dims[i]] = torch.as_tensor(space.high, device=self.device)
-        self.action_mask = torch.arange(self.act_dim, device=self.device) < torch.tensor(self.act_dims, device=self.device)[:, None]
+        self.action_mask = (
+            torch.arange(self.act_dim, device=self.device) < torch.tensor(self.act_dims, device=self.device)[:, None]
+        )
         self.finished = torch.zeros(num_envs, dtype=torch.bool, device=self.device)  # terminated, idling until the reset
         self.elapsed = 0  # steps since the common reset: a host counter, so the time limit needs no sync
 
@@ -269,8 +279,24 @@ class DexHandsEnv:
         # DexterousHands reads its flags from sys.argv and its configs and assets relative to
         # its package directory, as its own train.py does when run from there.
         argv, cwd = sys.argv, os.getcwd()
-        sys.argv = [argv[0], "--task", task, "--algo", "happo", "--num_envs", str(num_envs), "--episode_length", str(self.episode_length),
-                    "--seed", str(seed), "--headless", "--rl_device", str(self.device), "--sim_device", str(self.device)]  # fmt: skip
+        sys.argv = [
+            argv[0],
+            "--task",
+            task,
+            "--algo",
+            "happo",
+            "--num_envs",
+            str(num_envs),
+            "--episode_length",
+            str(self.episode_length),
+            "--seed",
+            str(seed),
+            "--headless",
+            "--rl_device",
+            str(self.device),
+            "--sim_device",
+            str(self.device),
+        ]
         os.chdir(os.path.dirname(bidexhands.__file__))
         try:
             dexhands_args = get_args()
@@ -285,7 +311,9 @@ class DexHandsEnv:
             raise ValueError(f"{task}: expected one agent per hand, got {self.env.num_agents} agents")
         hand, self.state_dim = self.env.num_hand_obs, self.task.num_obs
         object_block = list(range(2 * hand, self.state_dim))
-        self.obs_index = torch.tensor([list(range(0, hand)) + object_block, list(range(hand, 2 * hand)) + object_block], device=self.device)
+        self.obs_index = torch.tensor(
+            [list(range(0, hand)) + object_block, list(range(hand, 2 * hand)) + object_block], device=self.device
+        )
         self.obs_dims = [self.obs_index.shape[1]] * 2
         self.act_dims = [space.shape[0] for space in self.env.action_space]
         self.obs_dim, self.act_dim = self.obs_dims[0], max(self.act_dims)
@@ -294,7 +322,9 @@ class DexHandsEnv:
         for i, space in enumerate(self.env.action_space):
             self.action_low[i, : self.act_dims[i]] = torch.as_tensor(space.low, dtype=torch.float32, device=self.device)
             self.action_high[i, : self.act_dims[i]] = torch.as_tensor(space.high, dtype=torch.float32, device=self.device)
-        self.action_mask = torch.arange(self.act_dim, device=self.device) < torch.tensor(self.act_dims, device=self.device)[:, None]
+        self.action_mask = (
+            torch.arange(self.act_dim, device=self.device) < torch.tensor(self.act_dims, device=self.device)[:, None]
+        )
         self.just_done = torch.zeros(num_envs, dtype=torch.bool, device=self.device)
 
     def reset(self, seed: Optional[int] = None):
@@ -356,9 +386,15 @@ class Actor(nn.Module):
     def layers(self):
         """(w1, b1, w2, b2, w_head, b_head, action_scale, action_bias), as `sample_actions` takes them."""
         return (
-            self.fc1.weight, self.fc1.bias, self.fc2.weight, self.fc2.bias,
-            self.fc_head.weight, self.fc_head.bias, self.action_scale, self.action_bias,
-        )  # fmt: skip
+            self.fc1.weight,
+            self.fc1.bias,
+            self.fc2.weight,
+            self.fc2.bias,
+            self.fc_head.weight,
+            self.fc_head.bias,
+            self.action_scale,
+            self.action_bias,
+        )
 
     def padded_layers(self, obs_dim: int, act_dim: int):
         """`layers()` zero-padded to (obs_dim, act_dim), for stacking with other agents'."""
@@ -367,11 +403,15 @@ class Actor(nn.Module):
         pad_out = act_dim - self.act_dim
         head_w, head_b = self.fc_head.weight.view(2, self.act_dim, -1), self.fc_head.bias.view(2, self.act_dim)
         return (
-            F.pad(self.fc1.weight, (0, obs_dim - self.obs_dim)), self.fc1.bias,
-            self.fc2.weight, self.fc2.bias,
-            F.pad(head_w, (0, 0, 0, pad_out)).reshape(2 * act_dim, -1), F.pad(head_b, (0, pad_out)).reshape(-1),
-            F.pad(self.action_scale, (0, pad_out), value=1.0), F.pad(self.action_bias, (0, pad_out)),
-        )  # fmt: skip
+            F.pad(self.fc1.weight, (0, obs_dim - self.obs_dim)),
+            self.fc1.bias,
+            self.fc2.weight,
+            self.fc2.bias,
+            F.pad(head_w, (0, 0, 0, pad_out)).reshape(2 * act_dim, -1),
+            F.pad(head_b, (0, pad_out)).reshape(-1),
+            F.pad(self.action_scale, (0, pad_out), value=1.0),
+            F.pad(self.action_bias, (0, pad_out)),
+        )
 
     def forward(self, obs: torch.Tensor, deterministic: bool = False):
         """obs [..., obs_dim] (padding beyond obs_dim is ignored) -> action [..., act_dim], log_prob [...]."""
@@ -407,9 +447,12 @@ def sample_actions(obs, weights, action_mask=None, deterministic: bool = False):
         pre_tanh = mean + log_std.exp() * noise  # reparameterised u ~ N(mean, std)
         # log N(u) - log|d tanh(u)/du| - log|scale|, with log(1 - tanh(u)^2) in its stable form
         log_prob = (
-            -0.5 * noise.pow(2) - log_std - 0.5 * math.log(2 * math.pi)
-            - 2 * (math.log(2) - pre_tanh - F.softplus(-2 * pre_tanh)) - torch.log(action_scale)
-        )  # fmt: skip
+            -0.5 * noise.pow(2)
+            - log_std
+            - 0.5 * math.log(2 * math.pi)
+            - 2 * (math.log(2) - pre_tanh - F.softplus(-2 * pre_tanh))
+            - torch.log(action_scale)
+        )
     action = torch.tanh(pre_tanh) * action_scale + action_bias
     if action_mask is not None:
         action, log_prob = action * action_mask, log_prob * action_mask
@@ -426,9 +469,16 @@ class SoftQNetwork(nn.Module):
     def __init__(self, state_dim: int, joint_action_dim: int, hidden_dim: int):
         super().__init__()
         self.state_dim, self.hidden_dim = state_dim, hidden_dim
-        twins = [[nn.Linear(state_dim + joint_action_dim, hidden_dim), nn.Linear(hidden_dim, hidden_dim), nn.Linear(hidden_dim, 1)] for _ in range(2)]  # fmt: skip
-        self.weights = nn.ParameterList(nn.Parameter(torch.stack([layer.weight.data for layer in layers])) for layers in zip(*twins))  # fmt: skip
-        self.biases = nn.ParameterList(nn.Parameter(torch.stack([layer.bias.data for layer in layers])) for layers in zip(*twins))  # fmt: skip
+        twins = [
+            [nn.Linear(state_dim + joint_action_dim, hidden_dim), nn.Linear(hidden_dim, hidden_dim), nn.Linear(hidden_dim, 1)]
+            for _ in range(2)
+        ]
+        self.weights = nn.ParameterList(
+            nn.Parameter(torch.stack([layer.weight.data for layer in layers])) for layers in zip(*twins)
+        )
+        self.biases = nn.ParameterList(
+            nn.Parameter(torch.stack([layer.bias.data for layer in layers])) for layers in zip(*twins)
+        )
 
     def state_features(self, state: torch.Tensor) -> torch.Tensor:
         """The state's part of both twins' first layer: [B, S] -> [2, B, hidden].
@@ -593,7 +643,9 @@ def hasac_update_with(critic_step_fn, actor_step_fn, learner: Learner, batch: Ba
     learner.qf.requires_grad_(False)
     actor_losses, alpha_losses, entropies = [], [], []
     for step, agents in enumerate(groups):
-        loss, temperature_losses, entropy = actor_step_fn(learner, batch, actions, alphas, state_features, agents, step < len(groups) - 1)
+        loss, temperature_losses, entropy = actor_step_fn(
+            learner, batch, actions, alphas, state_features, agents, step < len(groups) - 1
+        )
         actor_losses.append(loss)
         entropies.append(entropy)
         if temperature_losses is not None:
@@ -602,10 +654,14 @@ def hasac_update_with(critic_step_fn, actor_step_fn, learner: Learner, batch: Ba
 
     soft_update(learner.qf_target, learner.qf, tau)
     return {
-        "qf1_loss": qf1_loss, "qf2_loss": qf2_loss, "qf1_values": qf1_values,
-        "actor_loss": torch.stack(actor_losses).mean(), "alpha_loss": torch.cat(alpha_losses).mean() if alpha_losses else None,
-        "entropy": torch.stack(entropies).mean(), "alphas": alphas,
-    }  # fmt: skip
+        "qf1_loss": qf1_loss,
+        "qf2_loss": qf2_loss,
+        "qf1_values": qf1_values,
+        "actor_loss": torch.stack(actor_losses).mean(),
+        "alpha_loss": torch.cat(alpha_losses).mean() if alpha_losses else None,
+        "entropy": torch.stack(entropies).mean(),
+        "alphas": alphas,
+    }
 
 
 def hasac_update(learner: Learner, batch: Batch, agent_order, tau: float) -> dict:
@@ -617,24 +673,36 @@ def hasac_update(learner: Learner, batch: Batch, agent_order, tau: float) -> dic
 def build_learner(envs, args: Args, device: torch.device) -> Learner:
     n_policies = 1 if args.share_param else envs.n_agents
     actors = [
-        Actor(envs.obs_dims[i], envs.act_dims[i], args.hidden_dim, envs.action_low[i, : envs.act_dims[i]], envs.action_high[i, : envs.act_dims[i]]).to(device)
+        Actor(
+            envs.obs_dims[i],
+            envs.act_dims[i],
+            args.hidden_dim,
+            envs.action_low[i, : envs.act_dims[i]],
+            envs.action_high[i, : envs.act_dims[i]],
+        ).to(device)
         for i in range(n_policies)
-    ]  # fmt: skip
+    ]
     qf = SoftQNetwork(envs.state_dim, envs.n_agents * envs.act_dim, args.hidden_dim).to(device)
     qf_target = SoftQNetwork(envs.state_dim, envs.n_agents * envs.act_dim, args.hidden_dim).to(device)
     qf_target.load_state_dict(qf.state_dict())
-    log_alphas = [torch.full((), float(math.log(args.alpha)), device=device, requires_grad=args.autotune) for _ in range(envs.n_agents)]
+    log_alphas = [
+        torch.full((), float(math.log(args.alpha)), device=device, requires_grad=args.autotune) for _ in range(envs.n_agents)
+    ]
     policy_of_agent = [0] * envs.n_agents if args.share_param else list(range(envs.n_agents))
     capturable = args.cudagraphs  # optimiser steps inside a CUDA graph keep their step count on the device
     return Learner(
         actors=actors,
         policy_of_agent=policy_of_agent,
-        actor_optimizers=[optim.Adam(actor.parameters(), lr=args.policy_lr, fused=True, capturable=capturable) for actor in actors],
+        actor_optimizers=[
+            optim.Adam(actor.parameters(), lr=args.policy_lr, fused=True, capturable=capturable) for actor in actors
+        ],
         qf=qf,
         qf_target=qf_target,
         q_optimizer=optim.Adam(qf.parameters(), lr=args.q_lr, fused=True, capturable=capturable),
         log_alphas=log_alphas,
-        alpha_optimizers=[optim.Adam([log_alpha], lr=args.alpha_lr, capturable=capturable) for log_alpha in log_alphas] if args.autotune else None,
+        alpha_optimizers=[optim.Adam([log_alpha], lr=args.alpha_lr, capturable=capturable) for log_alpha in log_alphas]
+        if args.autotune
+        else None,
         # -dim(A^i) on the policy's normalised [-1, 1] action (SAC's heuristic, and where the
         # official implementation's log-probs live); log_probs here are in the env's units, so
         # the target shifts by the rescaling's log-Jacobian and does not depend on those units.
@@ -683,7 +751,9 @@ class CudaGraphUpdate:
     def _capture(self, batch: Batch):
         learner, n_agents = self.learner, len(self.learner.policy_of_agent)
         optimizers = [*learner.actor_optimizers, learner.q_optimizer, *(learner.alpha_optimizers or [])]
-        tensors = [p for m in [*learner.actors, learner.qf, learner.qf_target] for p in m.parameters()] + list(learner.log_alphas)
+        tensors = [p for m in [*learner.actors, learner.qf, learner.qf_target] for p in m.parameters()] + list(
+            learner.log_alphas
+        )
         saved = [t.detach().clone() for t in tensors]
         rng = torch.cuda.get_rng_state()
         self.batch = Batch(*(t.clone() for t in batch))
@@ -693,9 +763,14 @@ class CudaGraphUpdate:
         keys = [(i, i + 1, resample) for i in range(n_agents) for resample in (True, False)]
         learner.qf.requires_grad_(False)
         self.actor_graphs = {
-            key: capture_cuda_graph(lambda key=key: self.actor_fn(learner, self.batch, actions, alphas, state_features, slice(key[0], key[1]), key[2]), pool)
+            key: capture_cuda_graph(
+                lambda key=key: self.actor_fn(
+                    learner, self.batch, actions, alphas, state_features, slice(key[0], key[1]), key[2]
+                ),
+                pool,
+            )
             for key in keys
-        }  # fmt: skip
+        }
         learner.qf.requires_grad_(True)
         with torch.no_grad():  # undo the warm-up's training: fresh optimiser states, the weights from before
             for tensor, value in zip(tensors, saved):
@@ -795,7 +870,11 @@ class ReplayBuffer:
         """One step of every env: [E, S], [E, S], [E, N * act_dim], [E], [E], [E], [E] (bool)."""
         slot = (self.env_index, self.heads)
         self.states[slot], self.next_states[slot], self.actions[slot] = state, next_state, actions
-        self.rewards[slot], self.terminations[slot], self.episode_ends[slot] = rewards, terminations, terminations | truncations
+        self.rewards[slot], self.terminations[slot], self.episode_ends[slot] = (
+            rewards,
+            terminations,
+            terminations | truncations,
+        )
         self.heads = (self.heads + valid) % self.capacity
         self.counts = torch.clamp(self.counts + valid, max=self.capacity - 1)
 
@@ -820,9 +899,13 @@ class ReplayBuffer:
         last = slots.gather(1, (steps - 1)[:, None]).squeeze(1)
         first = slots[:, 0]
         return (
-            self.states[env_ids, first], self.actions[env_ids, first], rewards,
-            self.next_states[env_ids, last], self.terminations[env_ids, last].float()[:, None], self.discounts[steps][:, None],
-        )  # fmt: skip
+            self.states[env_ids, first],
+            self.actions[env_ids, first],
+            rewards,
+            self.next_states[env_ids, last],
+            self.terminations[env_ids, last].float()[:, None],
+            self.discounts[steps][:, None],
+        )
 
 
 @contextlib.contextmanager
@@ -891,7 +974,19 @@ def load_checkpoint(path: str, device: torch.device):
 
 def check_args(args: Args):
     """Bad flag combinations end the run with one line naming what is valid."""
-    positive = ("total_timesteps", "num_envs", "buffer_size", "batch_size", "train_interval", "gradient_steps", "n_step", "hidden_dim", "eval_interval", "eval_episodes", "log_interval")  # fmt: skip
+    positive = (
+        "total_timesteps",
+        "num_envs",
+        "buffer_size",
+        "batch_size",
+        "train_interval",
+        "gradient_steps",
+        "n_step",
+        "hidden_dim",
+        "eval_interval",
+        "eval_episodes",
+        "log_interval",
+    )
     for name in positive:
         if getattr(args, name) <= 0:
             raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
@@ -909,9 +1004,15 @@ def check_args(args: Args):
         raise ValueError(f"--buffer-size ({args.buffer_size}) must be at least --batch-size ({args.batch_size})")
     if args.eval_checkpoint is None and args.total_timesteps % args.num_envs:
         lower = args.total_timesteps // args.num_envs * args.num_envs
-        raise ValueError(f"--total-timesteps must be a multiple of --num-envs {args.num_envs}: {lower or args.num_envs} or {lower + args.num_envs}")
+        raise ValueError(
+            f"--total-timesteps must be a multiple of --num-envs {args.num_envs}: "
+            f"{lower or args.num_envs} or {lower + args.num_envs}"
+        )
     if args.eval_checkpoint is None and args.total_timesteps <= args.learning_starts:
-        raise ValueError(f"--total-timesteps ({args.total_timesteps}) must exceed --learning-starts ({args.learning_starts}), or nothing is trained")
+        raise ValueError(
+            f"--total-timesteps ({args.total_timesteps}) must exceed --learning-starts ({args.learning_starts}), "
+            "or nothing is trained"
+        )
     if args.capture_video:
         raise ValueError("--capture-video is not supported by this script (batched on-device envs)")
     if args.matmul_precision not in ("highest", "high", "medium"):
@@ -954,7 +1055,10 @@ if __name__ == "__main__":
         if args.eval_checkpoint is None:
             envs = make_env(args.env_id, args.num_envs, device, args.episode_length, args.seed)
             if args.share_param and (len(set(envs.obs_dims)) > 1 or len(set(envs.act_dims)) > 1):
-                raise ValueError(f"--share-param needs equal agent spaces; {args.env_id} has obs dims {envs.obs_dims} and action dims {envs.act_dims}")
+                raise ValueError(
+                    f"--share-param needs equal agent spaces; {args.env_id} has obs dims {envs.obs_dims} "
+                    f"and action dims {envs.act_dims}"
+                )
     except ValueError as error:
         raise SystemExit(f"error: {error}") from None
 
@@ -985,11 +1089,20 @@ if __name__ == "__main__":
             import wandb
         except ImportError:
             raise SystemExit("error: --track needs wandb; pip install wandb") from None
-        wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, sync_tensorboard=True, config=vars(args), name=run_name, save_code=True)  # fmt: skip
+        wandb.init(
+            project=args.wandb_project_name,
+            entity=args.wandb_entity,
+            sync_tensorboard=True,
+            config=vars(args),
+            name=run_name,
+            save_code=True,
+        )
     from torch.utils.tensorboard import SummaryWriter
 
     writer = SummaryWriter(f"runs/{run_name}")
-    writer.add_text("hyperparameters", "|param|value|\n|-|-|\n%s" % ("\n".join([f"|{key}|{value}|" for key, value in vars(args).items()])))  # fmt: skip
+    writer.add_text(
+        "hyperparameters", "|param|value|\n|-|-|\n%s" % ("\n".join([f"|{key}|{value}|" for key, value in vars(args).items()]))
+    )
     model_path = f"runs/{run_name}/{args.exp_name}.cleanrl_model"
 
     # ALGO LOGIC: the learner, the replay memory and the evaluation envs
@@ -1002,13 +1115,23 @@ if __name__ == "__main__":
     def sample_batch() -> Batch:  # the stored states -> every agent's observation (both are slices of the state)
         state, actions, rewards, next_state, terminations, discounts = rb.sample(args.batch_size)
         return Batch(
-            observations_from_state(state, envs.obs_index), state, actions.view(-1, n_agents, act_dim), rewards,
-            observations_from_state(next_state, envs.obs_index), next_state, terminations, discounts,
-        )  # fmt: skip
+            observations_from_state(state, envs.obs_index),
+            state,
+            actions.view(-1, n_agents, act_dim),
+            rewards,
+            observations_from_state(next_state, envs.obs_index),
+            next_state,
+            terminations,
+            discounts,
+        )
 
     # Isaac Gym holds one simulation per process, so Bi-DexHands runs no separate evaluation
     # (the official configs turn it off too): its curve is the training episodes' returns.
-    eval_envs = make_env(args.env_id, args.eval_episodes, device, args.episode_length, args.seed + 10_000) if isinstance(envs, VmasEnv) else None
+    eval_envs = (
+        make_env(args.env_id, args.eval_episodes, device, args.episode_length, args.seed + 10_000)
+        if isinstance(envs, VmasEnv)
+        else None
+    )
 
     def run_evaluation(global_step: int):
         if eval_envs is not None:
@@ -1082,7 +1205,10 @@ if __name__ == "__main__":
                     # a non-finite loss poisons the parameters, so it is still visible here
                     for name in ("qf1_loss", "qf2_loss", "actor_loss", "alpha_loss"):
                         if metrics[name] is not None and not torch.isfinite(metrics[name]):
-                            raise FloatingPointError(f"losses/{name} is {metrics[name].item()} at global_step={global_step}; stopping instead of training on it (try lower learning rates)")  # fmt: skip
+                            raise FloatingPointError(
+                                f"losses/{name} is {metrics[name].item()} at global_step={global_step}; "
+                                "stopping instead of training on it (try lower learning rates)"
+                            )
                     writer.add_scalar("losses/qf1_values", metrics["qf1_values"].item(), global_step)
                     writer.add_scalar("losses/qf1_loss", metrics["qf1_loss"].item(), global_step)
                     writer.add_scalar("losses/qf2_loss", metrics["qf2_loss"].item(), global_step)
@@ -1112,5 +1238,8 @@ if __name__ == "__main__":
         writer.close()
     if args.save_model:
         save_checkpoint(model_path, learner, args, global_step)
-        print(f"model saved to {model_path}; evaluate it with: python {os.path.basename(__file__)} --eval-checkpoint {model_path}")
+        print(
+            f"model saved to {model_path}; evaluate it with: "
+            f"python {os.path.basename(__file__)} --eval-checkpoint {model_path}"
+        )
     sys.exit(exit_status)

@@ -48,7 +48,7 @@ class Args:
     cuda: bool = False
     """if toggled, train on the GPU (an error if none is available)"""
     matmul_precision: str = "highest"
-    """`torch.set_float32_matmul_precision` of the networks: highest (exact float32), high (TF32 on GPUs), medium (also bfloat16 products with float32 sums on CPUs with native bfloat16, e.g. AMX: faster updates)"""
+    """`torch.set_float32_matmul_precision`: highest (exact float32), high (TF32 on GPUs), medium (also bfloat16)"""
     track: bool = False
     """if toggled, this experiment will be tracked with Weights and Biases"""
     wandb_project_name: str = "hasac"
@@ -58,7 +58,7 @@ class Args:
     capture_video: bool = False
     """not supported here (SMAX renders through matplotlib animations, StarCraft II through replays); an error if given"""
     save_model: bool = False
-    """whether to save the latest weights to `runs/{run_name}/{exp_name}.cleanrl_model` (at each evaluation, at the end and on Ctrl-C)"""
+    """save the latest weights to `runs/{run_name}/{exp_name}.cleanrl_model` (each evaluation, the end, Ctrl-C)"""
 
     # Algorithm specific arguments
     env_id: str = "3m"
@@ -108,9 +108,9 @@ class Args:
     backend: str = "smax"
     """`smax`: jaxmarl's SMAX (JAX, no game needed); `sc2`: the real SMAC on StarCraft II (oxwhirl/smac)"""
     state_type: str = "EP"
-    """the critic's state: `EP` the environment's global state; `FP` one row per agent, the state plus that agent's own features and id"""
+    """the critic's state: `EP` the global state; `FP` one row per agent, the state plus the agent's own features and id"""
     use_huber_loss: bool = True
-    """if toggled, the critic regresses with a Huber loss (delta --huber-delta) instead of MSE, as the official SMAC setup does"""
+    """if toggled, the critic regresses with a Huber loss (delta --huber-delta) instead of MSE (the official SMAC setup)"""
     huber_delta: float = 10.0
     """the Huber loss's delta"""
     use_valuenorm: bool = True
@@ -120,7 +120,7 @@ class Args:
     actor_loss: str = "gumbel"
     """the actor loss: gumbel (straight-through Gumbel-Softmax, the paper's) or expected (exact over own actions)"""
     target_entropy_scale: float = 0.5
-    """with --autotune, each agent's target entropy as a fraction of its maximum entropy log|available actions| in each state, in [0, 1]"""
+    """with --autotune, each agent's target entropy as a fraction in [0, 1] of log|available actions| in each state"""
     eval_checkpoint: Optional[str] = None
     """evaluate a saved `.cleanrl_model` instead of training"""
 
@@ -133,13 +133,33 @@ class Args:
 # "final_state" [E, S], "final_avail" [E, N, act_dim], "final_alive" [E, N]: equal to the returned
 # ones where no episode ended), "battle_won" [E] and "alive" [E, N] (of the returned observations).
 # SMAX (jaxmarl) reimplements these SMAC maps; its units, rules and time scale differ from StarCraft II's.
-SMAX_MAPS = ("3m", "8m", "2s3z", "3s5z", "5m_vs_6m", "10m_vs_11m", "27m_vs_30m", "3s5z_vs_3s6z", "3s_vs_5z", "6h_vs_8z", "25m")  # fmt: skip
+SMAX_MAPS = ("3m", "8m", "2s3z", "3s5z", "5m_vs_6m", "10m_vs_11m", "27m_vs_30m", "3s5z_vs_3s6z", "3s_vs_5z", "6h_vs_8z", "25m")
 # every map of oxwhirl/smac's registry (smac.env.starcraft2.maps.smac_maps)
 SC2_MAPS = (
-    "3m", "8m", "25m", "5m_vs_6m", "8m_vs_9m", "10m_vs_11m", "27m_vs_30m", "MMM", "MMM2", "2s3z", "3s5z", "3s5z_vs_3s6z",
-    "3s_vs_3z", "3s_vs_4z", "3s_vs_5z", "1c3s5z", "2m_vs_1z", "corridor", "6h_vs_8z", "2s_vs_1sc", "so_many_baneling",
-    "bane_vs_bane", "2c_vs_64zg",
-)  # fmt: skip
+    "3m",
+    "8m",
+    "25m",
+    "5m_vs_6m",
+    "8m_vs_9m",
+    "10m_vs_11m",
+    "27m_vs_30m",
+    "MMM",
+    "MMM2",
+    "2s3z",
+    "3s5z",
+    "3s5z_vs_3s6z",
+    "3s_vs_3z",
+    "3s_vs_4z",
+    "3s_vs_5z",
+    "1c3s5z",
+    "2m_vs_1z",
+    "corridor",
+    "6h_vs_8z",
+    "2s_vs_1sc",
+    "so_many_baneling",
+    "bane_vs_bane",
+    "2c_vs_64zg",
+)
 BACKENDS = {"smax": SMAX_MAPS, "sc2": SC2_MAPS}
 SC2_INSTALL = (
     "the sc2 backend needs SMAC and StarCraft II: pip install git+https://github.com/oxwhirl/smac.git "
@@ -147,7 +167,9 @@ SC2_INSTALL = (
     "https://github.com/Blizzard/s2client-proto#downloads, unzipped to ~/StarCraftII or $SC2PATH) and the SMAC maps "
     "(https://github.com/oxwhirl/smac/releases/download/v0.1-beta1/SMAC_Maps.zip, into $SC2PATH/Maps/SMAC_Maps)"
 )
-SC2_REWARD_SCALE_RATE = 20  # SMAC's shaped reward (damage, kills, win bonus) scaled so that the largest episode return, a won battle, is 20
+SC2_REWARD_SCALE_RATE = (
+    20  # SMAC's shaped reward (damage, kills, win bonus) scaled so that the largest episode return, a won battle, is 20
+)
 
 
 @functools.lru_cache(maxsize=None)
@@ -179,9 +201,11 @@ def smax_functions(map_name: str, num_envs: int):
     def observe(env_state):  # one battle -> obs [N, obs_dim], state [S], avail [N, act_dim] bool, alive [N] bool
         obs, avail = env.get_obs(env_state), env.get_avail_actions(env_state)
         return (
-            jnp.stack([obs[agent] for agent in allies]), env.get_world_state(env_state),
-            jnp.stack([avail[agent] for agent in allies]).astype(bool), env_state.state.unit_alive[:n_allies],
-        )  # fmt: skip
+            jnp.stack([obs[agent] for agent in allies]),
+            env.get_world_state(env_state),
+            jnp.stack([avail[agent] for agent in allies]).astype(bool),
+            env_state.state.unit_alive[:n_allies],
+        )
 
     def transition(key, env_state, actions):
         """One battle's step without reset: -> (next env state, team reward, terminated, truncated, won)."""
@@ -207,8 +231,21 @@ def smax_functions(map_name: str, num_envs: int):
         final_states, reward, terminated, truncated, won = jax.vmap(transition)(step_keys, env_states, actions)
         done = terminated | truncated
         fresh_states = jax.vmap(reset_one)(reset_keys)  # jaxmarl's own auto-reset computes these every step too
-        next_states = jax.tree.map(lambda fresh, final: jnp.where(done.reshape((-1,) + (1,) * (final.ndim - 1)), fresh, final), fresh_states, final_states)  # fmt: skip
-        return key, next_states, jax.vmap(observe)(next_states), jax.vmap(observe)(final_states), reward, terminated, truncated, won  # fmt: skip
+        next_states = jax.tree.map(
+            lambda fresh, final: jnp.where(done.reshape((-1,) + (1,) * (final.ndim - 1)), fresh, final),
+            fresh_states,
+            final_states,
+        )
+        return (
+            key,
+            next_states,
+            jax.vmap(observe)(next_states),
+            jax.vmap(observe)(final_states),
+            reward,
+            terminated,
+            truncated,
+            won,
+        )
 
     return env, observe, transition, jax.jit(reset), jax.jit(step)
 
@@ -236,10 +273,16 @@ class SMAXVecEnv:
         env, self.observe, self.transition, self._reset, self._step = smax_functions(map_name, num_envs)
         self.env = env
         self.n_agents, self.n_enemies = env.num_allies, env.num_enemies
-        self.obs_dims, self.act_dims, self.state_dim = [env.obs_size] * self.n_agents, [env.num_ally_actions] * self.n_agents, env.state_size
+        self.obs_dims, self.act_dims, self.state_dim = (
+            [env.obs_size] * self.n_agents,
+            [env.num_ally_actions] * self.n_agents,
+            env.state_size,
+        )
         self.obs_dim, self.act_dim = env.obs_size, env.num_ally_actions
         self.action_mask = np.ones((self.n_agents, self.act_dim), bool)  # [N, act_dim]: every agent has all actions
-        self.own_features = slice(env.obs_size - len(env.own_features), env.obs_size)  # an observation ends with its unit's own features
+        self.own_features = slice(
+            env.obs_size - len(env.own_features), env.obs_size
+        )  # an observation ends with its unit's own features
         self.episode_limit = env.max_steps + 1  # SMAX tests its limit before counting the step
         self.key = self.states = None
 
@@ -257,10 +300,19 @@ class SMAXVecEnv:
 
     def step(self, actions):
         choice = torch.as_tensor(actions).argmax(-1).to(torch.int32)  # one-hot [E, N, act_dim] -> action index [E, N]
-        self.key, self.states, observed, final, reward, terminated, truncated, won = self._step(self.key, self.states, self.jax.dlpack.from_dlpack(choice))  # fmt: skip
+        self.key, self.states, observed, final, reward, terminated, truncated, won = self._step(
+            self.key, self.states, self.jax.dlpack.from_dlpack(choice)
+        )
         obs, state, avail, alive = self._to_torch(observed)
         final_obs, final_state, final_avail, final_alive = self._to_torch(final)
-        info = {"final_obs": final_obs, "final_state": final_state, "final_avail": final_avail, "final_alive": final_alive, "battle_won": torch.from_dlpack(won), "alive": alive}  # fmt: skip
+        info = {
+            "final_obs": final_obs,
+            "final_state": final_state,
+            "final_avail": final_avail,
+            "final_alive": final_alive,
+            "battle_won": torch.from_dlpack(won),
+            "alive": alive,
+        }
         return obs, state, avail, *self._to_torch((reward, terminated, truncated)), info
 
     def close(self):
@@ -283,20 +335,30 @@ class StarCraft2VecEnv:
             from smac.env import StarCraft2Env
         except ImportError:
             raise ValueError(SC2_INSTALL) from None
-        self.envs = [StarCraft2Env(map_name=map_name, reward_scale=True, reward_scale_rate=SC2_REWARD_SCALE_RATE) for _ in range(num_envs)]  # fmt: skip
+        self.envs = [
+            StarCraft2Env(map_name=map_name, reward_scale=True, reward_scale_rate=SC2_REWARD_SCALE_RATE)
+            for _ in range(num_envs)
+        ]
         env_info = self.envs[0].get_env_info()
         self.num_envs, self.n_agents = num_envs, env_info["n_agents"]
         self.obs_dim, self.act_dim, self.state_dim = env_info["obs_shape"], env_info["n_actions"], env_info["state_shape"]
         self.obs_dims, self.act_dims = [self.obs_dim] * self.n_agents, [self.act_dim] * self.n_agents
         self.action_mask = np.ones((self.n_agents, self.act_dim), bool)  # [N, act_dim]
         own_size = self.envs[0].get_obs_own_feats_size()
-        self.own_features = slice(self.obs_dim - own_size, self.obs_dim)  # SMAC's observation ends with the unit's own features
+        self.own_features = slice(
+            self.obs_dim - own_size, self.obs_dim
+        )  # SMAC's observation ends with the unit's own features
         self.episode_limit = env_info["episode_limit"]
         self.reset()  # StarCraft II launches on the first reset: a missing or broken install fails here, before any run starts
 
     def _observe(self, env):  # -> obs [N, obs_dim], state [S], avail [N, act_dim] bool, alive [N] bool
         alive = [env.get_unit_by_id(i).health > 0 for i in range(self.n_agents)]
-        return np.asarray(env.get_obs(), np.float32), np.asarray(env.get_state(), np.float32), np.asarray(env.get_avail_actions(), bool), np.asarray(alive)  # fmt: skip
+        return (
+            np.asarray(env.get_obs(), np.float32),
+            np.asarray(env.get_state(), np.float32),
+            np.asarray(env.get_avail_actions(), bool),
+            np.asarray(alive),
+        )
 
     def reset(self, seed: Optional[int] = None):
         # StarCraft2Env seeds its game at creation, not per reset
@@ -311,7 +373,11 @@ class StarCraft2VecEnv:
     def step(self, actions):
         choice = torch.as_tensor(actions).argmax(-1).numpy()  # one-hot [E, N, act_dim] -> action index [E, N]
         reward = np.empty(self.num_envs, np.float32)
-        terminated, truncated, won = np.zeros(self.num_envs, bool), np.zeros(self.num_envs, bool), np.zeros(self.num_envs, bool)
+        terminated, truncated, won = (
+            np.zeros(self.num_envs, bool),
+            np.zeros(self.num_envs, bool),
+            np.zeros(self.num_envs, bool),
+        )
         next_observed, final_observed = [], []
         for e, env in enumerate(self.envs):
             timeouts = env.timeouts
@@ -325,7 +391,14 @@ class StarCraft2VecEnv:
             next_observed.append(self._observe(env) if done else final_observed[-1])
         obs, state, avail, alive = (torch.as_tensor(np.stack(parts)) for parts in zip(*next_observed))
         final_obs, final_state, final_avail, final_alive = (torch.as_tensor(np.stack(parts)) for parts in zip(*final_observed))
-        info = {"final_obs": final_obs, "final_state": final_state, "final_avail": final_avail, "final_alive": final_alive, "battle_won": torch.as_tensor(won), "alive": alive}  # fmt: skip
+        info = {
+            "final_obs": final_obs,
+            "final_state": final_state,
+            "final_avail": final_avail,
+            "final_alive": final_alive,
+            "battle_won": torch.as_tensor(won),
+            "alive": alive,
+        }
         return obs, state, avail, torch.as_tensor(reward), torch.as_tensor(terminated), torch.as_tensor(truncated), info
 
     def close(self):
@@ -375,7 +448,9 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.T
     return torch.baddbmm(bias.unsqueeze(-2), x, weight.transpose(-1, -2))
 
 
-def layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, feature_mask=None, eps: float = 1e-5) -> torch.Tensor:
+def layer_norm(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, feature_mask=None, eps: float = 1e-5
+) -> torch.Tensor:
     """LayerNorm over the last dim with one layer's weight [D] or a stack [K, D] (x [K, B, D]).
 
     `feature_mask` ([D] or [K, D]) leaves zero-padded input features out of the mean and
@@ -413,12 +488,22 @@ class Actor(nn.Module):
         self.register_buffer("obs_mask", torch.ones(obs_dim), persistent=False)
 
     def layers(self):
-        """(obs_mask, norm0 w, b, w1, b1, norm1 w, b, w2, b2, norm2 w, b, w_logits, b_logits), as `sample_actions` takes them."""
+        """(obs_mask, norm0 w, b, w1, b1, norm1 w, b, w2, b2, norm2 w, b, w_logits, b_logits): `sample_actions`'s weights."""
         return (
-            self.obs_mask, self.input_norm.weight, self.input_norm.bias, self.fc1.weight, self.fc1.bias,
-            self.norm1.weight, self.norm1.bias, self.fc2.weight, self.fc2.bias, self.norm2.weight, self.norm2.bias,
-            self.fc_logits.weight, self.fc_logits.bias,
-        )  # fmt: skip
+            self.obs_mask,
+            self.input_norm.weight,
+            self.input_norm.bias,
+            self.fc1.weight,
+            self.fc1.bias,
+            self.norm1.weight,
+            self.norm1.bias,
+            self.fc2.weight,
+            self.fc2.bias,
+            self.norm2.weight,
+            self.norm2.bias,
+            self.fc_logits.weight,
+            self.fc_logits.bias,
+        )
 
     def padded_layers(self, obs_dim: int, act_dim: int):
         """`layers()` zero-padded to (obs_dim, act_dim), for stacking with other agents'.
@@ -427,11 +512,20 @@ class Actor(nn.Module):
             return self.layers()
         pad_in, pad_out = (0, obs_dim - self.obs_dim), (0, act_dim - self.act_dim)
         return (
-            F.pad(self.obs_mask, pad_in), F.pad(self.input_norm.weight, pad_in), F.pad(self.input_norm.bias, pad_in),
-            F.pad(self.fc1.weight, pad_in), self.fc1.bias, self.norm1.weight, self.norm1.bias,
-            self.fc2.weight, self.fc2.bias, self.norm2.weight, self.norm2.bias,
-            F.pad(self.fc_logits.weight, (0, 0, *pad_out)), F.pad(self.fc_logits.bias, pad_out),
-        )  # fmt: skip
+            F.pad(self.obs_mask, pad_in),
+            F.pad(self.input_norm.weight, pad_in),
+            F.pad(self.input_norm.bias, pad_in),
+            F.pad(self.fc1.weight, pad_in),
+            self.fc1.bias,
+            self.norm1.weight,
+            self.norm1.bias,
+            self.fc2.weight,
+            self.fc2.bias,
+            self.norm2.weight,
+            self.norm2.bias,
+            F.pad(self.fc_logits.weight, (0, 0, *pad_out)),
+            F.pad(self.fc_logits.bias, pad_out),
+        )
 
     def forward(self, obs: torch.Tensor, deterministic: bool = False, action_mask: Optional[torch.Tensor] = None):
         """obs [..., obs_dim] (padding beyond obs_dim is ignored), action_mask [..., act_dim] (None: all)
@@ -500,9 +594,16 @@ class SoftQNetwork(nn.Module):
     def __init__(self, state_dim: int, joint_action_dim: int, hidden_dim: int):
         super().__init__()
         self.state_dim, self.hidden_dim = state_dim, hidden_dim
-        twins = [[nn.Linear(state_dim + joint_action_dim, hidden_dim), nn.Linear(hidden_dim, hidden_dim), nn.Linear(hidden_dim, 1)] for _ in range(2)]  # fmt: skip
-        self.weights = nn.ParameterList(nn.Parameter(torch.stack([layer.weight.data for layer in layers])) for layers in zip(*twins))  # fmt: skip
-        self.biases = nn.ParameterList(nn.Parameter(torch.stack([layer.bias.data for layer in layers])) for layers in zip(*twins))  # fmt: skip
+        twins = [
+            [nn.Linear(state_dim + joint_action_dim, hidden_dim), nn.Linear(hidden_dim, hidden_dim), nn.Linear(hidden_dim, 1)]
+            for _ in range(2)
+        ]
+        self.weights = nn.ParameterList(
+            nn.Parameter(torch.stack([layer.weight.data for layer in layers])) for layers in zip(*twins)
+        )
+        self.biases = nn.ParameterList(
+            nn.Parameter(torch.stack([layer.bias.data for layer in layers])) for layers in zip(*twins)
+        )
 
     def state_features(self, state: torch.Tensor) -> torch.Tensor:
         """The state's part of both twins' first layer: [B, S] -> [2, B, hidden] ([B, R, S] -> [2, B * R, hidden]).
@@ -600,7 +701,9 @@ def masked_mean(x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.T
     return (x * mask).sum() / mask.sum().clamp(min=1.0)
 
 
-def critic_target(qf_target, batch: Batch, next_actions, next_log_probs, alphas, value_norm: Optional[ValueNorm] = None) -> torch.Tensor:
+def critic_target(
+    qf_target, batch: Batch, next_actions, next_log_probs, alphas, value_norm: Optional[ValueNorm] = None
+) -> torch.Tensor:
     """Soft n-step Bellman target y [B, R] (Eq. 5-6, Algorithm 2; R = 1 for EP, N for FP).
 
     next_actions [B, N, act_dim] and next_log_probs [B, N] are fresh samples from the current
@@ -616,7 +719,15 @@ def critic_target(qf_target, batch: Batch, next_actions, next_log_probs, alphas,
     return batch.rewards + batch.discounts * (1 - batch.terminations) * soft_value
 
 
-def actor_loss(qf, state_features, joint_action, log_probs, alphas, mask: Optional[torch.Tensor] = None, value_norm: Optional[ValueNorm] = None) -> torch.Tensor:  # fmt: skip
+def actor_loss(
+    qf,
+    state_features,
+    joint_action,
+    log_probs,
+    alphas,
+    mask: Optional[torch.Tensor] = None,
+    value_norm: Optional[ValueNorm] = None,
+) -> torch.Tensor:
     """Eq. 10: E[alpha^i log pi^i(a^i|o^i) - min_j Q_j(s, a)] for the agents being updated.
 
     log_probs [B, G] and alphas [G] of the G agents updated in this step (one, or all with
@@ -632,7 +743,13 @@ def actor_loss(qf, state_features, joint_action, log_probs, alphas, mask: Option
 
 
 def expected_actor_loss(
-    qf, state_features, others_action, first_column: int, log_policy, alpha, mask: Optional[torch.Tensor] = None,
+    qf,
+    state_features,
+    others_action,
+    first_column: int,
+    log_policy,
+    alpha,
+    mask: Optional[torch.Tensor] = None,
     value_norm: Optional[ValueNorm] = None,
 ):
     """Eq. 10 in closed form over agent i's own actions: E_s[sum_a pi^i(a|o^i) (alpha^i log pi^i(a|o^i) - min_j Q_j(s,
@@ -653,7 +770,9 @@ def expected_actor_loss(
     return masked_mean(per_sample, None if mask is None else mask.amax(-1)), (policy * log_policy).sum(-1, keepdim=True)
 
 
-def alpha_loss(log_alpha: torch.Tensor, log_probs: torch.Tensor, target_entropy, mask: Optional[torch.Tensor] = None) -> torch.Tensor:  # fmt: skip
+def alpha_loss(
+    log_alpha: torch.Tensor, log_probs: torch.Tensor, target_entropy, mask: Optional[torch.Tensor] = None
+) -> torch.Tensor:
     """Appendix H.1: J(alpha) = E[-alpha (log pi + target entropy)], optimised on log alpha.
     target_entropy: a float, or one per sample [B]; mask [B] leaves dead agents' samples out."""
     return masked_mean(-log_alpha.exp() * (log_probs.detach() + target_entropy), mask)
@@ -701,7 +820,9 @@ def hasac_update(learner: Learner, batch: Batch, agent_order, tau: float) -> dic
     with torch.no_grad():
         weights = stack_actor_weights(actors, learner.policy_of_agent, obs_dim, act_dim)
         next_actions, next_log_probs = sample_actions(batch.next_obs.transpose(0, 1), weights, mask)  # [N, B, act_dim], [N, B]
-        target = critic_target(learner.qf_target, batch, next_actions.transpose(0, 1), next_log_probs.T, alphas, learner.value_norm)
+        target = critic_target(
+            learner.qf_target, batch, next_actions.transpose(0, 1), next_log_probs.T, alphas, learner.value_norm
+        )
         if learner.value_norm is not None:  # statistics of the real targets, then regress their normalised values
             learner.value_norm.update(target)
             target = learner.value_norm.normalize(target)
@@ -775,20 +896,28 @@ def hasac_update(learner: Learner, batch: Batch, agent_order, tau: float) -> dic
     soft_update(learner.qf_target, qf, tau)
     qf1_values = q_values[0].detach() if learner.value_norm is None else learner.value_norm.denormalize(q_values[0].detach())
     return {
-        "qf1_loss": qf1_loss.detach(), "qf2_loss": qf2_loss.detach(), "qf1_values": qf1_values.mean(),
-        "actor_loss": torch.stack(actor_losses).mean(), "alpha_loss": torch.stack(alpha_losses).mean() if alpha_losses else None,
-        "entropy": torch.stack(entropies).mean(), "alphas": alphas,
-    }  # fmt: skip
+        "qf1_loss": qf1_loss.detach(),
+        "qf2_loss": qf2_loss.detach(),
+        "qf1_values": qf1_values.mean(),
+        "actor_loss": torch.stack(actor_losses).mean(),
+        "alpha_loss": torch.stack(alpha_losses).mean() if alpha_losses else None,
+        "entropy": torch.stack(entropies).mean(),
+        "alphas": alphas,
+    }
 
 
 def build_learner(envs: SMAXVecEnv, args: Args, device: torch.device) -> Learner:
     n_policies = 1 if args.share_param else envs.n_agents
     actors = [Actor(envs.obs_dims[i], envs.act_dims[i], args.hidden_dim).to(device) for i in range(n_policies)]
-    state_dim = critic_state(torch.zeros(1, envs.n_agents, envs.obs_dim), torch.zeros(1, envs.state_dim), envs.own_features, args.state_type).shape[-1]  # fmt: skip
+    state_dim = critic_state(
+        torch.zeros(1, envs.n_agents, envs.obs_dim), torch.zeros(1, envs.state_dim), envs.own_features, args.state_type
+    ).shape[-1]
     qf = SoftQNetwork(state_dim, envs.n_agents * envs.act_dim, args.hidden_dim).to(device)
     qf_target = SoftQNetwork(state_dim, envs.n_agents * envs.act_dim, args.hidden_dim).to(device)
     qf_target.load_state_dict(qf.state_dict())
-    log_alphas = [torch.full((), float(np.log(args.alpha)), device=device, requires_grad=args.autotune) for _ in range(envs.n_agents)]
+    log_alphas = [
+        torch.full((), float(np.log(args.alpha)), device=device, requires_grad=args.autotune) for _ in range(envs.n_agents)
+    ]
     return Learner(
         actors=actors,
         policy_of_agent=[0] * envs.n_agents if args.share_param else list(range(envs.n_agents)),
@@ -815,7 +944,9 @@ def build_learner(envs: SMAXVecEnv, args: Args, device: torch.device) -> Learner
 
 
 @torch.no_grad()
-def act(learner: Learner, obs: torch.Tensor, deterministic: bool = False, avail: Optional[torch.Tensor] = None) -> torch.Tensor:
+def act(
+    learner: Learner, obs: torch.Tensor, deterministic: bool = False, avail: Optional[torch.Tensor] = None
+) -> torch.Tensor:
     """obs [E, N, obs_dim], avail [E, N, act_dim] (None: every agent's own actions) -> one-hot
     actions [E, N, act_dim] from every agent's policy at once."""
     weights = stack_actor_weights(learner.actors, learner.policy_of_agent, obs.shape[-1], learner.action_mask.shape[-1])
@@ -844,7 +975,15 @@ def episode_shares(n_episodes: int, num_envs: int) -> np.ndarray:
 
 
 @training_rng_preserved()
-def evaluate(learner: Learner, envs: SMAXVecEnv, n_episodes: int, seed: int, device, frames: Optional[list] = None, wins: Optional[list] = None):  # fmt: skip
+def evaluate(
+    learner: Learner,
+    envs: SMAXVecEnv,
+    n_episodes: int,
+    seed: int,
+    device,
+    frames: Optional[list] = None,
+    wins: Optional[list] = None,
+):
     """Team returns of `n_episodes` episodes with deterministic actions (argmax of the available actions), each env
     running its share. With `wins`, whether each of those episodes was won is appended to it, in the same order.
     `frames`: not supported here (no renderer), kept for the shared signature."""
@@ -909,7 +1048,18 @@ def load_checkpoint(path: str, device: torch.device):
 
 def check_args(args: Args):
     """Bad flag combinations end the run with one line naming what is valid."""
-    positive = ("total_timesteps", "num_envs", "buffer_size", "batch_size", "train_interval", "gradient_steps", "n_step", "hidden_dim", "eval_interval", "eval_episodes")  # fmt: skip
+    positive = (
+        "total_timesteps",
+        "num_envs",
+        "buffer_size",
+        "batch_size",
+        "train_interval",
+        "gradient_steps",
+        "n_step",
+        "hidden_dim",
+        "eval_interval",
+        "eval_episodes",
+    )
     for name in positive:
         if getattr(args, name) <= 0:
             raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
@@ -925,9 +1075,15 @@ def check_args(args: Args):
         raise ValueError(f"--buffer-size ({args.buffer_size}) must be at least --batch-size ({args.batch_size})")
     if args.eval_checkpoint is None and args.total_timesteps % args.num_envs:
         lower = args.total_timesteps // args.num_envs * args.num_envs
-        raise ValueError(f"--total-timesteps must be a multiple of --num-envs {args.num_envs}: {lower or args.num_envs} or {lower + args.num_envs}")
+        raise ValueError(
+            f"--total-timesteps must be a multiple of --num-envs {args.num_envs}: "
+            f"{lower or args.num_envs} or {lower + args.num_envs}"
+        )
     if args.eval_checkpoint is None and args.total_timesteps <= args.learning_starts:
-        raise ValueError(f"--total-timesteps ({args.total_timesteps}) must exceed --learning-starts ({args.learning_starts}), or nothing is trained")
+        raise ValueError(
+            f"--total-timesteps ({args.total_timesteps}) must exceed --learning-starts ({args.learning_starts}), "
+            "or nothing is trained"
+        )
     if args.actor_loss not in ("gumbel", "expected"):
         raise ValueError(f"unknown --actor-loss {args.actor_loss!r}; valid: gumbel, expected")
     if args.matmul_precision not in ("highest", "high", "medium"):
@@ -938,13 +1094,20 @@ def check_args(args: Args):
     if args.backend not in BACKENDS:
         raise ValueError(f"unknown --backend {args.backend!r}; valid: {', '.join(BACKENDS)}")
     if args.state_type not in ("EP", "FP"):
-        raise ValueError(f"unknown --state-type {args.state_type!r}; valid: EP (the env's state), FP (state plus each agent's own features)")
+        raise ValueError(
+            f"unknown --state-type {args.state_type!r}; valid: EP (the env's state), FP (state plus each agent's own features)"
+        )
     if args.huber_delta <= 0:
         raise ValueError(f"--huber-delta must be positive, got {args.huber_delta}")
     if not 0 <= args.target_entropy_scale <= 1:
-        raise ValueError(f"--target-entropy-scale must be in [0, 1] (a fraction of the maximum entropy), got {args.target_entropy_scale}")
+        raise ValueError(
+            f"--target-entropy-scale must be in [0, 1] (a fraction of the maximum entropy), got {args.target_entropy_scale}"
+        )
     if args.capture_video:
-        raise ValueError("--capture-video is not supported by hasac_smac.py (SMAX has no frame renderer here; StarCraft II saves replays); drop it")
+        raise ValueError(
+            "--capture-video is not supported by hasac_smac.py (SMAX has no frame renderer here; StarCraft II saves replays); "
+            "drop it"
+        )
 
 
 def pack_row(obs: torch.Tensor, state: torch.Tensor, avail: torch.Tensor, alive: torch.Tensor) -> np.ndarray:
@@ -994,7 +1157,10 @@ if __name__ == "__main__":
         if args.eval_checkpoint is None:
             envs = make_env(args.env_id, args.num_envs, backend=args.backend)
             if args.share_param and (len(set(envs.obs_dims)) > 1 or len(set(envs.act_dims)) > 1):
-                raise ValueError(f"--share-param needs equal agent spaces; {args.env_id} has obs dims {envs.obs_dims} and action dims {envs.act_dims}")
+                raise ValueError(
+                    f"--share-param needs equal agent spaces; {args.env_id} has obs dims {envs.obs_dims} "
+                    f"and action dims {envs.act_dims}"
+                )
     except ValueError as error:
         raise SystemExit(f"error: {error}") from None
 
@@ -1016,7 +1182,10 @@ if __name__ == "__main__":
             returns = evaluate(learner, eval_envs, args.eval_episodes, args.seed, device, wins=wins)
         except ValueError as error:
             raise SystemExit(f"error: {error}") from None
-        print(f"{saved_args.env_id}: eval/episodic_return {np.mean(returns):.2f} +- {np.std(returns):.2f}, eval/win_rate {np.mean(wins):.3f} over {len(returns)} episodes")  # fmt: skip
+        print(
+            f"{saved_args.env_id}: eval/episodic_return {np.mean(returns):.2f} +- {np.std(returns):.2f}, "
+            f"eval/win_rate {np.mean(wins):.3f} over {len(returns)} episodes"
+        )
         sys.exit(0)
 
     run_name = make_run_dir(f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}")
@@ -1025,11 +1194,20 @@ if __name__ == "__main__":
             import wandb
         except ImportError:
             raise SystemExit("error: --track needs wandb; pip install wandb") from None
-        wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, sync_tensorboard=True, config=vars(args), name=run_name, save_code=True)  # fmt: skip
+        wandb.init(
+            project=args.wandb_project_name,
+            entity=args.wandb_entity,
+            sync_tensorboard=True,
+            config=vars(args),
+            name=run_name,
+            save_code=True,
+        )
     from torch.utils.tensorboard import SummaryWriter
 
     writer = SummaryWriter(f"runs/{run_name}")
-    writer.add_text("hyperparameters", "|param|value|\n|-|-|\n%s" % ("\n".join([f"|{key}|{value}|" for key, value in vars(args).items()])))  # fmt: skip
+    writer.add_text(
+        "hyperparameters", "|param|value|\n|-|-|\n%s" % ("\n".join([f"|{key}|{value}|" for key, value in vars(args).items()]))
+    )
     model_path = f"runs/{run_name}/{args.exp_name}.cleanrl_model"
 
     # ALGO LOGIC: the learner, the replay memory and the evaluation envs
@@ -1037,10 +1215,17 @@ if __name__ == "__main__":
     n_agents, obs_dim, act_dim = envs.n_agents, envs.obs_dim, envs.act_dim
     split_sizes = (n_agents * obs_dim, envs.state_dim, n_agents * act_dim, n_agents)  # the parts of a pack_row row
 
-    def unpack(flat: torch.Tensor):  # [B, sum(split_sizes)] -> obs [B, N, obs_dim], critic state, avail [B, N, act_dim] bool, alive [B, N]
+    def unpack(
+        flat: torch.Tensor,
+    ):  # [B, sum(split_sizes)] -> obs [B, N, obs_dim], critic state, avail [B, N, act_dim] bool, alive [B, N]
         obs, state, avail, alive = flat.split(split_sizes, 1)
         obs = obs.view(-1, n_agents, obs_dim)
-        return obs, critic_state(obs, state, envs.own_features, args.state_type), avail.view(-1, n_agents, act_dim) > 0.5, alive
+        return (
+            obs,
+            critic_state(obs, state, envs.own_features, args.state_type),
+            avail.view(-1, n_agents, act_dim) > 0.5,
+            alive,
+        )
 
     import gymnasium as gym
     from stable_baselines3.common.buffers import NStepReplayBuffer  # n-step returns, time limits and the write head
@@ -1120,14 +1305,26 @@ if __name__ == "__main__":
                     batch_obs, batch_state, batch_avail, batch_alive = unpack(data.observations)
                     batch_next_obs, batch_next_state, batch_next_avail, _ = unpack(data.next_observations)
                     batch = Batch(
-                        batch_obs, batch_state, data.actions.view(-1, n_agents, act_dim), data.rewards, batch_next_obs, batch_next_state, data.dones, data.discounts,
-                        avail=batch_avail, next_avail=batch_next_avail, alive=batch_alive if args.use_policy_active_masks else None,
-                    )  # fmt: skip
+                        batch_obs,
+                        batch_state,
+                        data.actions.view(-1, n_agents, act_dim),
+                        data.rewards,
+                        batch_next_obs,
+                        batch_next_state,
+                        data.dones,
+                        data.discounts,
+                        avail=batch_avail,
+                        next_avail=batch_next_avail,
+                        alive=batch_alive if args.use_policy_active_masks else None,
+                    )
                     agent_order = np.arange(n_agents) if args.fixed_order else np.random.permutation(n_agents)
                     metrics = hasac_update(learner, batch, agent_order, args.tau)
                     for name in ("qf1_loss", "qf2_loss", "actor_loss", "alpha_loss"):
                         if metrics[name] is not None and not torch.isfinite(metrics[name]):
-                            raise FloatingPointError(f"losses/{name} is {metrics[name].item()} at global_step={global_step}; stopping instead of training on it (try lower learning rates)")  # fmt: skip
+                            raise FloatingPointError(
+                                f"losses/{name} is {metrics[name].item()} at global_step={global_step}; "
+                                "stopping instead of training on it (try lower learning rates)"
+                            )
 
                 writer.add_scalar("losses/qf1_values", metrics["qf1_values"].item(), global_step)
                 writer.add_scalar("losses/qf1_loss", metrics["qf1_loss"].item(), global_step)
@@ -1163,5 +1360,8 @@ if __name__ == "__main__":
         writer.close()
     if args.save_model:
         save_checkpoint(model_path, learner, args, global_step)
-        print(f"model saved to {model_path}; evaluate it with: python {os.path.basename(__file__)} --eval-checkpoint {model_path}")
+        print(
+            f"model saved to {model_path}; evaluate it with: "
+            f"python {os.path.basename(__file__)} --eval-checkpoint {model_path}"
+        )
     sys.exit(exit_status)

@@ -48,19 +48,25 @@ def int_at_least(minimum: int):
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("runs_dir", nargs="?", default="runs", help="directory searched (recursively) for run directories (default: runs)")
-    parser.add_argument("--tag", default="eval/episodic_return", help="TensorBoard scalar tag to plot (default: eval/episodic_return)")
+    parser.add_argument(
+        "runs_dir", nargs="?", default="runs", help="directory searched (recursively) for run directories (default: runs)"
+    )
+    parser.add_argument(
+        "--tag", default="eval/episodic_return", help="TensorBoard scalar tag to plot (default: eval/episodic_return)"
+    )
     parser.add_argument("--out", default="hasac.png", help="output image path (default: hasac.png)")
     parser.add_argument("--env-ids", nargs="+", help="plot only these env ids (default: all found)")
     parser.add_argument("--exp-names", nargs="+", help="plot only these exp names (default: all found)")
     parser.add_argument("--band", choices=["std", "minmax"], default="std", help="shaded band across seeds (default: std)")
-    parser.add_argument("--num-points", type=int_at_least(2), default=200, help="points on the common step grid (default: 200)")
+    parser.add_argument(
+        "--num-points", type=int_at_least(2), default=200, help="points on the common step grid (default: 200)"
+    )
     parser.add_argument("--ncols", type=int_at_least(1), default=3, help="subplots per row (default: 3)")
     return parser.parse_args()
 
 
 def parse_run_name(name: str) -> tuple[str, str, int] | None:
-    """(env_id, exp_name, seed) from `{env_id}__{exp_name}__{seed}__{unix_time}` (unix_time may end in `_2`, `_3`...), or None."""
+    """(env_id, exp_name, seed) from `{env_id}__{exp_name}__{seed}__{unix_time}` (unix_time may end in `_2`...), or None."""
     parts = name.split("__")
     if len(parts) < 4 or not parts[-2].isdigit() or not re.fullmatch(r"\d+(_\d+)?", parts[-1]):
         return None
@@ -154,7 +160,9 @@ def main() -> None:
             low, high = (mean - std, mean + std) if args.band == "std" else (values.min(axis=0), values.max(axis=0))
             label = f"{exp_name} ({len(group)} seeds)"
             if len(grid) == 1:  # a line or a band through one point draws nothing
-                ax.errorbar(grid, mean, yerr=[mean - low, high - mean], color=colours[exp_name], marker="o", capsize=4, label=label)
+                ax.errorbar(
+                    grid, mean, yerr=[mean - low, high - mean], color=colours[exp_name], marker="o", capsize=4, label=label
+                )
             else:
                 ax.plot(grid, mean, color=colours[exp_name], label=label)
                 ax.fill_between(grid, low, high, color=colours[exp_name], alpha=0.2, linewidth=0)

@@ -68,8 +68,13 @@ def qre_study(runs_dir: str, out: str) -> bool:
     if not by_key:
         return False
     losses, alphas = sorted({k[0] for k in by_key}), sorted({k[1] for k in by_key})
-    print("QRE study: final pi^i(A, B, C), mean over seeds; gap = max |learned - QRE| over actions and agents, mean over seeds")
-    print(f"{'alpha':>6} {'QRE':>22} " + " ".join(f"{loss + ' agent 1':>22} {loss + ' agent 2':>22} {'gap':>5}" for loss in losses))
+    print(
+        "QRE study: final pi^i(A, B, C), mean over seeds; gap = max |learned - QRE| over actions and agents, mean over seeds"
+    )
+    print(
+        f"{'alpha':>6} {'QRE':>22} "
+        + " ".join(f"{loss + ' agent 1':>22} {loss + ' agent 2':>22} {'gap':>5}" for loss in losses)
+    )
     for alpha in alphas:
         exact = quantal_response_equilibrium(alpha)
         cells = [f"{alpha:6g} {'(' + ', '.join(f'{p:.3f}' for p in exact[0]) + ')':>22}"]
@@ -80,7 +85,9 @@ def qre_study(runs_dir: str, out: str) -> bool:
                 continue
             mean = np.mean(runs, 0)
             gap = np.mean([np.abs(r - exact).max() for r in runs])
-            cells.append(" ".join(f"{'(' + ', '.join(f'{p:.3f}' for p in mean[i]) + ')':>22}" for i in range(2)) + f" {gap:5.3f}")
+            cells.append(
+                " ".join(f"{'(' + ', '.join(f'{p:.3f}' for p in mean[i]) + ')':>22}" for i in range(2)) + f" {gap:5.3f}"
+            )
         print(" ".join(cells) + f"   ({len(by_key.get((losses[0], alpha), []))} seeds)")
 
     grid = np.linspace(min(alphas), max(alphas), 200)
@@ -92,12 +99,16 @@ def qre_study(runs_dir: str, out: str) -> bool:
         for loss in losses:
             marker, color = markers.get(loss, ("s", "tab:grey"))
             points = [(alpha, r[i, k]) for alpha in alphas for r in by_key.get((loss, alpha), []) for i in range(2)]
-            ax.scatter(*zip(*points), marker=marker, color=color, alpha=0.6, s=20, label=f"--actor-loss {loss} (each agent, seed)")
+            ax.scatter(
+                *zip(*points), marker=marker, color=color, alpha=0.6, s=20, label=f"--actor-loss {loss} (each agent, seed)"
+            )
         ax.set_title(f"pi({'ABC'[k]})")
         ax.set_xlabel("temperature alpha")
     axes[0].set_ylabel("final policy")
     axes[0].legend(fontsize=8)
-    fig.suptitle("HASAC on the matrix game with a fixed temperature: learned policies against the quantal response equilibrium")
+    fig.suptitle(
+        "HASAC on the matrix game with a fixed temperature: learned policies against the quantal response equilibrium"
+    )
     fig.tight_layout()
     fig.savefig(out, dpi=120)
     print(f"wrote {out}")
@@ -118,7 +129,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs_dir", nargs="?", default="runs", help="directory holding the run directories (default: runs)")
     parser.add_argument("--out", default="matrix_game.png", help="output image path (default: matrix_game.png)")
-    parser.add_argument("--qre-out", default="matrix_game_qre.png", help="the QRE study's image (default: matrix_game_qre.png)")
+    parser.add_argument(
+        "--qre-out", default="matrix_game_qre.png", help="the QRE study's image (default: matrix_game_qre.png)"
+    )
     args = parser.parse_args()
     if not os.path.isdir(args.runs_dir):
         sys.exit(f"error: no directory {args.runs_dir!r}; run benchmark/hasac_matrix_game.sh first")
@@ -161,7 +174,9 @@ def main():
     means = [np.mean([r["eval_return"] for r in by_alpha[label]]) for label in labels]
     axes[1].plot(x, means, "o-", color="tab:blue")
     for i, label in enumerate(labels):
-        axes[1].scatter([i] * len(by_alpha[label]), [r["eval_return"] for r in by_alpha[label]], color="tab:blue", alpha=0.3, s=14)
+        axes[1].scatter(
+            [i] * len(by_alpha[label]), [r["eval_return"] for r in by_alpha[label]], color="tab:blue", alpha=0.3, s=14
+        )
     for reward, text in ((5, "(A, A)"), (10, "(B, B)"), (20, "(C, C)")):
         axes[1].axhline(reward, color="grey", lw=0.6, ls=":")
         axes[1].text(-0.3, reward, text, va="bottom", ha="left", fontsize=8, color="grey")

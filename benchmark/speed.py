@@ -58,7 +58,9 @@ def real_batch(module, args, envs, learner):
     obs, state, _ = envs.reset(seed=0)
     observations, states, actions = [], [], []
     while len(observations) * envs.num_envs < args.batch_size * 2:
-        action = np.random.uniform(envs.action_low, envs.action_high, (envs.num_envs, envs.n_agents, envs.act_dim)).astype(np.float32)
+        action = np.random.uniform(envs.action_low, envs.action_high, (envs.num_envs, envs.n_agents, envs.act_dim)).astype(
+            np.float32
+        )
         observations.append(obs)
         states.append(state)
         actions.append(action)
@@ -68,9 +70,15 @@ def real_batch(module, args, envs, learner):
     action = torch.as_tensor(np.concatenate(actions)[: args.batch_size])
     n = len(obs)
     return module.Batch(
-        obs, state, action, torch.randn(n, 1), obs.roll(1, 0), state.roll(1, 0),
-        torch.zeros(n, 1), torch.full((n, 1), args.gamma**args.n_step),
-    )  # fmt: skip
+        obs,
+        state,
+        action,
+        torch.randn(n, 1),
+        obs.roll(1, 0),
+        state.roll(1, 0),
+        torch.zeros(n, 1),
+        torch.full((n, 1), args.gamma**args.n_step),
+    )
 
 
 def real_discrete_batch(module, args, envs):
@@ -132,7 +140,21 @@ def training_sps(script: str, task: str, threads: int, train_steps: int, precisi
 
     learning_starts = 10_000
     with tempfile.TemporaryDirectory() as workdir:
-        command = [sys.executable, os.path.join(ROOT, f"{script}.py"), "--env-id", task, "--total-timesteps", str(learning_starts + train_steps), "--eval-interval", str(10**9), "--eval-episodes", "1", "--matmul-precision", precision, *extra]  # fmt: skip
+        command = [
+            sys.executable,
+            os.path.join(ROOT, f"{script}.py"),
+            "--env-id",
+            task,
+            "--total-timesteps",
+            str(learning_starts + train_steps),
+            "--eval-interval",
+            str(10**9),
+            "--eval-episodes",
+            "1",
+            "--matmul-precision",
+            precision,
+            *extra,
+        ]
         env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
         subprocess.run(command, cwd=workdir, env=env, check=True, stdout=subprocess.DEVNULL)
         run_dir = os.path.join(workdir, "runs", os.listdir(os.path.join(workdir, "runs"))[0])
@@ -153,14 +175,24 @@ def isaacgym_row(module, env_id: str, num_envs: int, compile: bool, precision: s
     learner = module.build_learner(envs, args, device)
     update, policy = module.make_update(learner, compile), module.make_act(learner, compile)
     n_agents, act_dim = envs.n_agents, envs.act_dim
-    rb = module.ReplayBuffer(max(args.buffer_size, 4 * num_envs * args.n_step), num_envs, envs.state_dim, n_agents * act_dim, args.n_step, args.gamma, device)  # fmt: skip
+    rb = module.ReplayBuffer(
+        max(args.buffer_size, 4 * num_envs * args.n_step),
+        num_envs,
+        envs.state_dim,
+        n_agents * act_dim,
+        args.n_step,
+        args.gamma,
+        device,
+    )
     obs, state, _ = envs.reset(seed=0)
 
     def collect(n: int, random_actions: bool):
         nonlocal obs, state
         for _ in range(n):
             if random_actions:
-                actions = envs.action_low + (envs.action_high - envs.action_low) * torch.rand(num_envs, n_agents, act_dim, device=device)
+                actions = envs.action_low + (envs.action_high - envs.action_low) * torch.rand(
+                    num_envs, n_agents, act_dim, device=device
+                )
             else:
                 actions = policy(obs)
             next_obs, next_state, _, rewards, terminated, truncated, info = envs.step(actions)
@@ -179,8 +211,16 @@ def isaacgym_row(module, env_id: str, num_envs: int, compile: bool, precision: s
 
     def sample_batch():
         s, a, r, ns, term, disc = rb.sample(args.batch_size)
-        return module.Batch(module.observations_from_state(s, envs.obs_index), s, a.view(-1, n_agents, act_dim), r,
-                            module.observations_from_state(ns, envs.obs_index), ns, term, disc)  # fmt: skip
+        return module.Batch(
+            module.observations_from_state(s, envs.obs_index),
+            s,
+            a.view(-1, n_agents, act_dim),
+            r,
+            module.observations_from_state(ns, envs.obs_index),
+            ns,
+            term,
+            disc,
+        )
 
     orders = [random.sample(range(n_agents), n_agents) for _ in range(repeats + 8)]
     for order in orders[:8]:  # warm-up: compiles every agent's step variant
@@ -203,14 +243,28 @@ def main():
     parser.add_argument("--tasks", nargs="+", help="env ids (default: the script's benchmark set)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads, for the update and the training run")
     parser.add_argument("--repeats", type=int, default=30, help="timed updates per task")
-    parser.add_argument("--train-steps", type=int, default=30_000, help="env steps of training after warm-up for env-steps/s; 0 skips it")
-    parser.add_argument("--envs", type=int, nargs="+", default=[256, 1024, 4096], help="hasac_isaacgym: numbers of parallel envs")
-    parser.add_argument("--modes", nargs="+", default=["eager", "compile"], choices=["eager", "compile"], help="hasac_isaacgym: modes")
+    parser.add_argument(
+        "--train-steps", type=int, default=30_000, help="env steps of training after warm-up for env-steps/s; 0 skips it"
+    )
+    parser.add_argument(
+        "--envs", type=int, nargs="+", default=[256, 1024, 4096], help="hasac_isaacgym: numbers of parallel envs"
+    )
+    parser.add_argument(
+        "--modes", nargs="+", default=["eager", "compile"], choices=["eager", "compile"], help="hasac_isaacgym: modes"
+    )
     parser.add_argument("--steps", type=int, default=30, help="hasac_isaacgym: timed loop steps per row")
     parser.add_argument("--cuda", action="store_true", help="hasac_isaacgym: measure on the GPU")
     losses = ["gumbel", "expected"]
-    parser.add_argument("--actor-loss", nargs="+", default=["gumbel"], choices=losses, help="discrete scripts: the losses to time")
-    parser.add_argument("--matmul-precision", nargs="+", default=["highest", "medium"], choices=["highest", "high", "medium"], help="the script's --matmul-precision values to measure")
+    parser.add_argument(
+        "--actor-loss", nargs="+", default=["gumbel"], choices=losses, help="discrete scripts: the losses to time"
+    )
+    parser.add_argument(
+        "--matmul-precision",
+        nargs="+",
+        default=["highest", "medium"],
+        choices=["highest", "high", "medium"],
+        help="the script's --matmul-precision values to measure",
+    )
     options = parser.parse_args()
     torch.set_num_threads(options.threads)
     sys.path.insert(0, ROOT)
@@ -218,15 +272,30 @@ def main():
     if options.script == "hasac_isaacgym":
         device = torch.device("cuda" if options.cuda else "cpu")
         print(f"hasac_isaacgym on {device}, {options.threads} threads, torch {torch.__version__}")
-        print(f"{'task':12s} {'envs':>6s} {'mode':>8s} {'precision':>9s} {'agents':>6s} {'env-steps/s':>12s} {'update ms':>10s}")
+        print(
+            f"{'task':12s} {'envs':>6s} {'mode':>8s} {'precision':>9s} {'agents':>6s} {'env-steps/s':>12s} {'update ms':>10s}"
+        )
         for task in options.tasks or DEFAULT_TASKS[options.script]:
             for mode in options.modes:
                 for precision in options.matmul_precision:
                     for num_envs in options.envs:
                         torch.manual_seed(0)
-                        torch._dynamo.reset()  # each row compiles afresh for its own learner (and stays under the recompile limit)
-                        sps, update_ms, n_agents = isaacgym_row(module, task, num_envs, mode == "compile", precision, options.steps, min(options.repeats, 10), device)
-                        print(f"{task:12s} {num_envs:6d} {mode:>8s} {precision:>9s} {n_agents:6d} {sps:12.0f} {update_ms:10.1f}", flush=True)
+                        # each row compiles afresh for its own learner (and stays under the recompile limit)
+                        torch._dynamo.reset()
+                        sps, update_ms, n_agents = isaacgym_row(
+                            module,
+                            task,
+                            num_envs,
+                            mode == "compile",
+                            precision,
+                            options.steps,
+                            min(options.repeats, 10),
+                            device,
+                        )
+                        print(
+                            f"{task:12s} {num_envs:6d} {mode:>8s} {precision:>9s} {n_agents:6d} {sps:12.0f} {update_ms:10.1f}",
+                            flush=True,
+                        )
         return
     mm_rate = matmul_gflops(options.threads)
     print(f"{options.script}, {options.threads} threads, torch {torch.__version__}; plain torch.mm: {mm_rate:.0f} GFLOP/s")

@@ -25,16 +25,54 @@ SUBPROCESS_ENV = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREA
 # Tiny budgets that still reach gradient updates: 300 loop steps of 2 envs, updates from
 # global_step 220 on, every 10 loop steps (20 training phases), one 1-episode final evaluation.
 TINY = [
-    "--total-timesteps", "600", "--num-envs", "2", "--learning-starts", "200", "--train-interval", "10",
-    "--gradient-steps", "2", "--batch-size", "64", "--buffer-size", "10000", "--n-step", "5",
-    "--eval-interval", "100000", "--eval-episodes", "1", "--hidden-dim", "64",
-]  # fmt: skip
+    "--total-timesteps",
+    "600",
+    "--num-envs",
+    "2",
+    "--learning-starts",
+    "200",
+    "--train-interval",
+    "10",
+    "--gradient-steps",
+    "2",
+    "--batch-size",
+    "64",
+    "--buffer-size",
+    "10000",
+    "--n-step",
+    "5",
+    "--eval-interval",
+    "100000",
+    "--eval-episodes",
+    "1",
+    "--hidden-dim",
+    "64",
+]
 # Cheaper still, for "does every env id reach an update": one env, 300 steps, updates from step 110.
 MINI = [
-    "--total-timesteps", "300", "--num-envs", "1", "--learning-starts", "100", "--train-interval", "10",
-    "--gradient-steps", "1", "--batch-size", "32", "--buffer-size", "1000", "--n-step", "3",
-    "--eval-interval", "100000", "--eval-episodes", "1", "--hidden-dim", "32",
-]  # fmt: skip
+    "--total-timesteps",
+    "300",
+    "--num-envs",
+    "1",
+    "--learning-starts",
+    "100",
+    "--train-interval",
+    "10",
+    "--gradient-steps",
+    "1",
+    "--batch-size",
+    "32",
+    "--buffer-size",
+    "1000",
+    "--n-step",
+    "3",
+    "--eval-interval",
+    "100000",
+    "--eval-episodes",
+    "1",
+    "--hidden-dim",
+    "32",
+]
 
 
 def run_script(cwd: Path, *args: str, script: Path = CONTINUOUS, timeout: int = 300) -> subprocess.CompletedProcess:
@@ -46,7 +84,9 @@ def run_script(cwd: Path, *args: str, script: Path = CONTINUOUS, timeout: int = 
 
 
 def assert_ok(result: subprocess.CompletedProcess):
-    assert result.returncode == 0, f"exit {result.returncode}\nstdout:\n{result.stdout[-3000:]}\nstderr:\n{result.stderr[-3000:]}"
+    assert result.returncode == 0, (
+        f"exit {result.returncode}\nstdout:\n{result.stdout[-3000:]}\nstderr:\n{result.stderr[-3000:]}"
+    )
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, expected: list, cwd: Path):

@@ -18,14 +18,28 @@ from torch.distributions import AffineTransform, Normal, TanhTransform, Transfor
 import hasac_continuous as hc
 
 MAMUJOCO_IDS = [
-    "Ant-2x4", "Ant-4x2", "Ant-8x1", "HalfCheetah-2x3", "HalfCheetah-3x2", "HalfCheetah-6x1",
-    "Walker2d-2x3", "Walker2d-6x1", "HumanoidStandup-17x1", "ManyAgentSwimmer-10x2",
-]  # fmt: skip
+    "Ant-2x4",
+    "Ant-4x2",
+    "Ant-8x1",
+    "HalfCheetah-2x3",
+    "HalfCheetah-3x2",
+    "HalfCheetah-6x1",
+    "Walker2d-2x3",
+    "Walker2d-6x1",
+    "HumanoidStandup-17x1",
+    "ManyAgentSwimmer-10x2",
+]
 MPE_IDS = ["simple_spread_v3", "simple_reference_v3", "simple_speaker_listener_v4"]
 LOSS_TAGS = [
-    "losses/qf1_loss", "losses/qf2_loss", "losses/qf1_values", "losses/actor_loss", "losses/alpha",
-    "losses/alpha/agent_0", "losses/alpha_loss", "losses/entropy",
-]  # fmt: skip
+    "losses/qf1_loss",
+    "losses/qf2_loss",
+    "losses/qf1_values",
+    "losses/actor_loss",
+    "losses/alpha",
+    "losses/alpha/agent_0",
+    "losses/alpha_loss",
+    "losses/entropy",
+]
 # TINY: 300 loop steps of 2 envs; updates where global_step > 200 and loop step % 10 == 0
 TINY_UPDATE_STEPS = list(range(220, 601, 20))
 
@@ -107,7 +121,9 @@ def test_smoke_mpe(spread_run):
     assert first == pytest.approx(0.2, rel=1e-3) and last != first
     assert re.search(r"global_step=600, eval/episodic_return=-?\d+\.\d+", result.stdout)
     # progress: every 60 env steps (a tenth of the run), steps done of the total, recent SPS, return, time left
-    progress = re.findall(r"global_step=(\d+)/600 \(\d+\.\d%\), SPS=\d+, recent episodic_return=(\S+), time left ~\d+m\d\ds", result.stdout)
+    progress = re.findall(
+        r"global_step=(\d+)/600 \(\d+\.\d%\), SPS=\d+, recent episodic_return=(\S+), time left ~\d+m\d\ds", result.stdout
+    )
     assert [int(step) for step, _ in progress] == list(range(60, 601, 60)), result.stdout
     assert all(math.isfinite(float(r)) for _, r in progress)  # the first MPE episodes end at step 50
 
@@ -134,8 +150,14 @@ def test_mujoco_warnings_other_than_the_settotalmass_deprecation_are_printed(cap
 
 @pytest.mark.parametrize(
     "env_id, n_agents, act_dim",
-    [("Ant-8x1", 8, 1), ("HalfCheetah-3x2", 3, 2), ("Walker2d-6x1", 6, 1), ("HumanoidStandup-17x1", 17, 1), ("ManyAgentSwimmer-10x2", 10, 2)],
-)  # fmt: skip
+    [
+        ("Ant-8x1", 8, 1),
+        ("HalfCheetah-3x2", 3, 2),
+        ("Walker2d-6x1", 6, 1),
+        ("HumanoidStandup-17x1", 17, 1),
+        ("ManyAgentSwimmer-10x2", 10, 2),
+    ],
+)
 def test_partitions_the_library_lacks(env_id, n_agents, act_dim):
     envs = hc.make_env(env_id, 1)
     try:
@@ -201,9 +223,11 @@ def test_full_state_observations_rebuilt_from_the_stored_state_match_the_env():
         for o, st in ((obs, state), (next_obs, next_state)):
             rebuilt = hc.full_state_observations(torch.as_tensor(st), envs.n_agents).numpy()
             np.testing.assert_allclose(
-                rebuilt, o, atol=1e-4,
+                rebuilt,
+                o,
+                atol=1e-4,
                 err_msg="observations rebuilt from the stored (standardised) state differ from those the actors act on",
-            )  # fmt: skip
+            )
     finally:
         envs.close()
 
@@ -384,7 +408,9 @@ def _learner(env_id, share_param=False, alphas=(0.1, 0.4, 0.25), **args):
     envs = hc.make_env(env_id, 1)
     envs.close()
     torch.manual_seed(0)
-    learner = hc.build_learner(envs, hc.Args(env_id=env_id, share_param=share_param, **{"hidden_dim": 32, **args}), torch.device("cpu"))
+    learner = hc.build_learner(
+        envs, hc.Args(env_id=env_id, share_param=share_param, **{"hidden_dim": 32, **args}), torch.device("cpu")
+    )
     with torch.no_grad():
         for i, log_alpha in enumerate(learner.log_alphas):  # a different temperature per agent
             log_alpha.fill_(math.log(alphas[i % len(alphas)]))
@@ -456,8 +482,14 @@ def reference_update(learner, envs, batch, agent_order, tau, q_lr, policy_lr, re
                 current[i] = policy(i, b["obs"])[0]
 
     qft = [(1 - tau) * t + tau * p for t, p in zip(qft, qf)]
-    return {"actors": actors, "qf": qf, "qf_target": qft,
-            "qf1_loss": qf1_loss.item(), "qf2_loss": qf2_loss.item(), "actor_loss": float(np.mean(actor_losses))}  # fmt: skip
+    return {
+        "actors": actors,
+        "qf": qf,
+        "qf_target": qft,
+        "qf1_loss": qf1_loss.item(),
+        "qf2_loss": qf2_loss.item(),
+        "actor_loss": float(np.mean(actor_losses)),
+    }
 
 
 def _with_sgd(learner, q_lr, policy_lr):
@@ -566,7 +598,9 @@ def test_hasac_update_scores_each_sampled_action_under_the_right_policy_and_obse
 
     def spy_actor_loss(qf, state_features, joint_action, log_probs, alphas):
         agent = len(seen["actor_loss"])  # agent_order below is [0, 1]
-        seen["actor_loss"].append((log_prob64(agent, batch.obs, joint_action[:, agent]), log_probs.detach().clone(), alphas.clone()))
+        seen["actor_loss"].append(
+            (log_prob64(agent, batch.obs, joint_action[:, agent]), log_probs.detach().clone(), alphas.clone())
+        )
         return actor_loss(qf, state_features, joint_action, log_probs, alphas)
 
     monkeypatch.setattr(hc, "critic_target", spy_critic_target)
@@ -730,7 +764,10 @@ def test_load_checkpoint_restores_exact_weights(tmp_path):
     [
         (["--env-id", "Foo-2x2"], ["unknown env id", *MAMUJOCO_IDS, *MPE_IDS]),
         (["--env-id", "Ant-3x3"], ["Ant", "3x3", "impossible"]),
-        (["--env-id", "simple_speaker_listener_v4", "--share-param"], ["--share-param", "obs dims [3, 11]", "action dims [3, 5]"]),
+        (
+            ["--env-id", "simple_speaker_listener_v4", "--share-param"],
+            ["--share-param", "obs dims [3, 11]", "action dims [3, 5]"],
+        ),
         (["--env-id", "simple_spread_v3", "--agent-obsk", "1"], ["--agent-obsk", "MaMuJoCo"]),
         (["--eval-checkpoint", "missing.cleanrl_model"], ["cannot load checkpoint", "missing.cleanrl_model"]),
         (["--matmul-precision", "low"], ["unknown --matmul-precision 'low'", "highest, high, medium"]),
@@ -766,9 +803,14 @@ def test_ctrl_c_flushes_logs_and_saves_a_loadable_checkpoint(tmp_path, signal_na
     # A shell that starts jobs in the background (`cmd &`) ignores SIGINT in them, and Python keeps
     # an inherited "ignore": give the run the terminal's default, as for a user at a prompt.
     process = subprocess.Popen(
-        [sys.executable, str(CONTINUOUS), *args], cwd=tmp_path, env=SUBPROCESS_ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [sys.executable, str(CONTINUOUS), *args],
+        cwd=tmp_path,
+        env=SUBPROCESS_ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )  # fmt: skip
+    )
     try:
         for line in process.stdout:  # block until the run has taken gradient updates
             if "training starts" in line:
@@ -808,7 +850,9 @@ def test_evaluation_has_no_side_effect_on_training(spread_run, tmp_path):
     """The same run with an evaluation every 100 env steps logs exactly the training numbers of the run that
     evaluates only at the end."""
     _, quiet_path, _ = spread_run
-    result = run_script(tmp_path, "--env-id", "simple_spread_v3", "--seed", "1", "--save-model", *TINY, "--eval-interval", "100")
+    result = run_script(
+        tmp_path, "--env-id", "simple_spread_v3", "--seed", "1", "--save-model", *TINY, "--eval-interval", "100"
+    )
     assert_ok(result)
     quiet, evaluating = read_scalars(quiet_path), read_scalars(run_dir(tmp_path))
     assert [s for s, _ in evaluating["eval/episodic_return"]] == list(range(100, 601, 100))
@@ -858,9 +902,15 @@ def test_what_the_loop_stores_is_what_happened(env_id, steps):
         return np.concatenate([obs.reshape(len(obs), -1)[:, :stored_obs_dim], state], 1)
 
     rb = NStepReplayBuffer(
-        1000, gym.spaces.Box(-np.inf, np.inf, (stored_obs_dim + envs.state_dim,)), gym.spaces.Box(-np.inf, np.inf, (n * envs.act_dim,)),
-        "cpu", n_envs=2, handle_timeout_termination=True, n_steps=3, gamma=0.99,
-    )  # fmt: skip
+        1000,
+        gym.spaces.Box(-np.inf, np.inf, (stored_obs_dim + envs.state_dim,)),
+        gym.spaces.Box(-np.inf, np.inf, (n * envs.act_dim,)),
+        "cpu",
+        n_envs=2,
+        handle_timeout_termination=True,
+        n_steps=3,
+        gamma=0.99,
+    )
     obs, state, _ = envs.reset(seed=5)
     for e, twin in enumerate(twins):
         np.testing.assert_allclose(obs[e], twin_obs(twin, twin.reset(seed=5 + e)[0]), rtol=1e-6, atol=1e-6)
@@ -868,17 +918,25 @@ def test_what_the_loop_stores_is_what_happened(env_id, steps):
     for t in range(steps):
         actions = rng.uniform(envs.action_low, envs.action_high, (2, n, envs.act_dim)).astype(np.float32)
         next_obs, next_state, _, rewards, terminations, truncations, infos = envs.step(actions)
-        real_next_obs, real_next_state, dones, timeouts = hc.transition_to_store(next_obs, next_state, terminations, truncations, infos)
+        real_next_obs, real_next_state, dones, timeouts = hc.transition_to_store(
+            next_obs, next_state, terminations, truncations, infos
+        )
         rb.add(pack(obs, state), pack(real_next_obs, real_next_state), actions.reshape(2, -1), rewards, dones, timeouts)
         for e, twin in enumerate(twins):
-            observed, _, terms, truncs, _ = twin.step({a: actions[e, i, : envs.act_dims[i]] for i, a in enumerate(twin.possible_agents)})
+            observed, _, terms, truncs, _ = twin.step(
+                {a: actions[e, i, : envs.act_dims[i]] for i, a in enumerate(twin.possible_agents)}
+            )
             terminated, truncated = any(terms.values()), any(truncs.values()) and not any(terms.values())
-            np.testing.assert_allclose(rb.next_observations[t, e], pack(twin_obs(twin, observed)[None], twin.state()[None])[0], rtol=1e-6, atol=1e-6)
+            np.testing.assert_allclose(
+                rb.next_observations[t, e], pack(twin_obs(twin, observed)[None], twin.state()[None])[0], rtol=1e-6, atol=1e-6
+            )
             assert (rb.dones[t, e], rb.timeouts[t, e]) == (terminated or truncated, truncated)
             if terminated or truncated:
                 seen["terminated" if terminated else "truncated"] += 1
                 observed = twin.reset()[0]
-            np.testing.assert_allclose(next_obs[e], twin_obs(twin, observed), rtol=1e-6, atol=1e-6)  # the loop goes on from the reset
+            np.testing.assert_allclose(
+                next_obs[e], twin_obs(twin, observed), rtol=1e-6, atol=1e-6
+            )  # the loop goes on from the reset
         obs, state = next_obs, next_state
     assert seen["truncated" if env_id.startswith("simple") else "terminated"] >= 2, seen
 
@@ -925,6 +983,9 @@ def test_eval_checkpoint_of_a_non_checkpoint_or_another_scripts_checkpoint(tmp_p
     (tmp_path / "notes.cleanrl_model").write_text("not a checkpoint")
     result = run_script(tmp_path, "--eval-checkpoint", "notes.cleanrl_model", *MINI)
     assert_one_line_error(result, ["cannot load checkpoint 'notes.cleanrl_model'", "not a checkpoint"], tmp_path)
-    torch.save({"script": "hasac_discrete.py", "args": {"env_id": "matrix-game", "target_entropy_scale": 0.5}}, tmp_path / "d.cleanrl_model")
+    torch.save(
+        {"script": "hasac_discrete.py", "args": {"env_id": "matrix-game", "target_entropy_scale": 0.5}},
+        tmp_path / "d.cleanrl_model",
+    )
     result = run_script(tmp_path, "--eval-checkpoint", "d.cleanrl_model", *MINI)
     assert_one_line_error(result, ["not a hasac_continuous.py checkpoint (written by hasac_discrete.py)"], tmp_path)

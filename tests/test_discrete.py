@@ -14,16 +14,32 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import MINI, ROOT, TINY, assert_finite_series, assert_ok, assert_one_line_error, read_scalars, run_dir, run_script
+from conftest import (
+    MINI,
+    ROOT,
+    TINY,
+    assert_finite_series,
+    assert_ok,
+    assert_one_line_error,
+    read_scalars,
+    run_dir,
+    run_script,
+)
 
 DISCRETE = ROOT / "hasac_discrete.py"
 hd = importlib.import_module("hasac_discrete")
 hc = importlib.import_module("hasac_continuous")
 
 LOSS_TAGS = [
-    "losses/qf1_loss", "losses/qf2_loss", "losses/qf1_values", "losses/actor_loss", "losses/alpha",
-    "losses/alpha/agent_0", "losses/alpha_loss", "losses/entropy",
-]  # fmt: skip
+    "losses/qf1_loss",
+    "losses/qf2_loss",
+    "losses/qf1_values",
+    "losses/actor_loss",
+    "losses/alpha",
+    "losses/alpha/agent_0",
+    "losses/alpha_loss",
+    "losses/entropy",
+]
 # TINY: 300 loop steps of 2 envs; updates where global_step > 200 and loop step % 10 == 0
 TINY_UPDATE_STEPS = list(range(220, 601, 20))
 MATRIX_PROBABILITY_TAGS = ["charts/p_AA", "charts/p_BB", "charts/p_CC"]
@@ -43,7 +59,9 @@ def matrix_run(tmp_path_factory):
 def test_smoke_matrix_game(matrix_run):
     _, path, result = matrix_run
     scalars = read_scalars(path)
-    for tag in LOSS_TAGS + MATRIX_PROBABILITY_TAGS + ["losses/alpha/agent_1", "charts/episodic_return", "eval/episodic_return"]:
+    for tag in (
+        LOSS_TAGS + MATRIX_PROBABILITY_TAGS + ["losses/alpha/agent_1", "charts/episodic_return", "eval/episodic_return"]
+    ):
         assert_finite_series(scalars, tag)
     assert "losses/alpha/agent_2" not in scalars
     assert [s for s, _ in scalars["losses/qf1_loss"]] == TINY_UPDATE_STEPS
@@ -58,7 +76,9 @@ def test_smoke_matrix_game(matrix_run):
     for step in TINY_UPDATE_STEPS:  # each agent's own policy, whose product's diagonal is the joint p_XX
         policies = np.array([[dict(scalars[f"charts/pi_{a}/agent_{i}"])[step] for a in "ABC"] for i in range(2)])
         np.testing.assert_allclose(policies.sum(-1), 1, atol=1e-5)
-        np.testing.assert_allclose(np.diag(np.outer(*policies)), [dict(scalars[t])[step] for t in MATRIX_PROBABILITY_TAGS], atol=1e-6)
+        np.testing.assert_allclose(
+            np.diag(np.outer(*policies)), [dict(scalars[t])[step] for t in MATRIX_PROBABILITY_TAGS], atol=1e-6
+        )
     assert re.search(r"agent 1 policy: pi_A=0\.\d{4}, pi_B=0\.\d{4}, pi_C=0\.\d{4}", result.stdout)
 
 
@@ -109,11 +129,15 @@ def _uniform_matrix_batch(batch_size, generator):
     choice = torch.randint(0, 3, (batch_size, 2), generator=generator)
     ones = torch.ones(batch_size, 2, 1)
     return hd.Batch(
-        obs=ones, state=torch.ones(batch_size, 1), actions=F.one_hot(choice, 3).float(),
+        obs=ones,
+        state=torch.ones(batch_size, 1),
+        actions=F.one_hot(choice, 3).float(),
         rewards=torch.as_tensor(hd.MATRIX_PAYOFF)[choice[:, 0], choice[:, 1]].unsqueeze(-1),
-        next_obs=ones, next_state=torch.ones(batch_size, 1),
-        terminations=torch.ones(batch_size, 1), discounts=torch.full((batch_size, 1), 0.99),
-    )  # fmt: skip
+        next_obs=ones,
+        next_state=torch.ones(batch_size, 1),
+        terminations=torch.ones(batch_size, 1),
+        discounts=torch.full((batch_size, 1), 0.99),
+    )
 
 
 def test_biased_start_is_the_papers_policy():
@@ -145,9 +169,24 @@ def test_hasac_with_temperature_one_escapes_to_cc(seed):
 # ---------------------------------------------------------------------------------------------
 # 3. parity with hasac_continuous.py: the shared pieces
 # ---------------------------------------------------------------------------------------------
-SHARED = ["critic_target", "actor_loss", "alpha_loss", "soft_update", "SoftQNetwork", "Batch",
-          "linear", "stack_actor_weights", "save_checkpoint", "check_args", "render_video", "transition_to_store",
-          "training_rng_preserved", "episode_shares", "make_run_dir", "progress_line"]  # fmt: skip
+SHARED = [
+    "critic_target",
+    "actor_loss",
+    "alpha_loss",
+    "soft_update",
+    "SoftQNetwork",
+    "Batch",
+    "linear",
+    "stack_actor_weights",
+    "save_checkpoint",
+    "check_args",
+    "render_video",
+    "transition_to_store",
+    "training_rng_preserved",
+    "episode_shares",
+    "make_run_dir",
+    "progress_line",
+]
 
 
 @pytest.mark.parametrize("name", SHARED)
@@ -169,9 +208,27 @@ def test_update_is_the_continuous_one_plus_the_expected_loss():
 
 
 def test_same_module_level_names():
-    names = ["Args", "make_env", "Actor", "SoftQNetwork", "stack_actor_weights", "sample_actions", "Batch",
-             "critic_target", "actor_loss", "alpha_loss", "soft_update", "Learner", "build_learner", "hasac_update",
-             "act", "evaluate", "save_checkpoint", "load_checkpoint", "check_args"]  # fmt: skip
+    names = [
+        "Args",
+        "make_env",
+        "Actor",
+        "SoftQNetwork",
+        "stack_actor_weights",
+        "sample_actions",
+        "Batch",
+        "critic_target",
+        "actor_loss",
+        "alpha_loss",
+        "soft_update",
+        "Learner",
+        "build_learner",
+        "hasac_update",
+        "act",
+        "evaluate",
+        "save_checkpoint",
+        "load_checkpoint",
+        "check_args",
+    ]
     for name in names:
         assert hasattr(hd, name) and hasattr(hc, name), name
     common = set(hc.Args.__dataclass_fields__) & set(hd.Args.__dataclass_fields__)
@@ -190,12 +247,15 @@ def test_shared_actor_takes_one_step_per_agent_against_the_earlier_agents_new_ac
     g = torch.Generator().manual_seed(0)
     n, batch_size = envs.n_agents, 8
     batch = hd.Batch(
-        obs=torch.randn(batch_size, n, envs.obs_dim, generator=g), state=torch.randn(batch_size, envs.state_dim, generator=g),
+        obs=torch.randn(batch_size, n, envs.obs_dim, generator=g),
+        state=torch.randn(batch_size, envs.state_dim, generator=g),
         actions=F.one_hot(torch.randint(0, envs.act_dim, (batch_size, n), generator=g), envs.act_dim).float(),
-        rewards=torch.randn(batch_size, 1, generator=g), next_obs=torch.randn(batch_size, n, envs.obs_dim, generator=g),
-        next_state=torch.randn(batch_size, envs.state_dim, generator=g), terminations=torch.zeros(batch_size, 1),
+        rewards=torch.randn(batch_size, 1, generator=g),
+        next_obs=torch.randn(batch_size, n, envs.obs_dim, generator=g),
+        next_state=torch.randn(batch_size, envs.state_dim, generator=g),
+        terminations=torch.zeros(batch_size, 1),
         discounts=torch.full((batch_size, 1), 0.9),
-    )  # fmt: skip
+    )
     actor, steps, seen = learner.actors[0], [], []
     forward = type(actor).forward
 
@@ -205,7 +265,10 @@ def test_shared_actor_takes_one_step_per_agent_against_the_earlier_agents_new_ac
 
     monkeypatch.setattr(type(actor), "forward", recording_forward)
     optimizer_step = learner.actor_optimizers[0].step
-    learner.actor_optimizers[0].step = lambda: (steps.append([p.detach().clone() for p in actor.parameters()]), optimizer_step())
+    learner.actor_optimizers[0].step = lambda: (
+        steps.append([p.detach().clone() for p in actor.parameters()]),
+        optimizer_step(),
+    )
     order = [2, 0, 1]
     hd.hasac_update(learner, batch, order, 0.005)
     assert len(steps) == n  # one step per agent, not one for all
@@ -243,7 +306,9 @@ def test_gumbel_softmax_matches_independent_computation_with_the_same_noise():
     index = soft.argmax(-1)
     assert torch.equal(action.argmax(-1), index)
     assert torch.equal(action.detach(), F.one_hot(index, 5).float())  # one-hot forward
-    torch.testing.assert_close(log_prob.double(), F.log_softmax(logits, -1).gather(-1, index[:, None]).squeeze(-1).detach(), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        log_prob.double(), F.log_softmax(logits, -1).gather(-1, index[:, None]).squeeze(-1).detach(), rtol=1e-5, atol=1e-5
+    )
     (soft * weights.double()).sum().backward()  # straight-through: the soft sample's gradient
     for p, ref in zip(actor.parameters(), ref_actor.parameters()):
         torch.testing.assert_close(p.grad.double(), ref.grad, rtol=1e-4, atol=1e-6)
@@ -268,7 +333,9 @@ def test_stacked_padded_actors_match_each_agents_own_forward():
     stacked = F.softmax(hd.masked_logits(obs, weights, learner.action_mask), -1)
     for i, actor in enumerate(learner.actors):
         own, _ = logits64(actor, obs[i, :, : envs.obs_dims[i]])
-        torch.testing.assert_close(stacked[i, :, : envs.act_dims[i]].double(), F.softmax(own, -1).detach(), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(
+            stacked[i, :, : envs.act_dims[i]].double(), F.softmax(own, -1).detach(), rtol=1e-5, atol=1e-6
+        )
     assert torch.equal(stacked[0, :, 3:], torch.zeros(64, 2))
     torch.manual_seed(1)
     actions = hd.act(learner, obs.transpose(0, 1).repeat(20, 1, 1))  # [E, N, act_dim]
@@ -296,7 +363,9 @@ def test_masked_actions_get_zero_probability_and_zero_gradient():
     greedy, _ = hd.sample_actions(obs, actor.layers(), avail, deterministic=True)
     assert avail[greedy.bool()].all()  # argmax among the available actions only
     # the learner's act() applies the env's per-state masks on top of the agents' own
-    learner = hd.build_learner(hd.make_env("matrix-game", 1), hd.Args(env_id="matrix-game", hidden_dim=16), torch.device("cpu"))
+    learner = hd.build_learner(
+        hd.make_env("matrix-game", 1), hd.Args(env_id="matrix-game", hidden_dim=16), torch.device("cpu")
+    )
     env_avail = torch.tensor([[True, False, True], [False, True, False]]).expand(300, -1, -1)
     for deterministic in (False, True):
         actions = hd.act(learner, torch.ones(300, 2, 1), deterministic, avail=env_avail)
@@ -356,7 +425,9 @@ def test_expected_actor_loss_and_gradient_match_independent_float64():
     ref_loss = (log_policy.exp() * (alpha * log_policy - q)).sum(-1).mean()
     ref_loss.backward()
     torch.testing.assert_close(loss.double(), ref_loss.detach(), rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(expected_log_prob[:, 0].double(), (log_policy.exp() * log_policy).sum(-1).detach(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        expected_log_prob[:, 0].double(), (log_policy.exp() * log_policy).sum(-1).detach(), rtol=1e-5, atol=1e-6
+    )
     for p, ref in zip(actor.parameters(), ref_actor.parameters()):
         torch.testing.assert_close(p.grad.double(), ref.grad, rtol=1e-4, atol=1e-6)
 
@@ -372,14 +443,18 @@ def test_expected_loss_steps_each_agent_against_the_earlier_agents_updated_actio
     g = torch.Generator().manual_seed(0)
     n, batch_size, act_dim = envs.n_agents, 8, envs.act_dim
     batch = hd.Batch(
-        obs=torch.randn(batch_size, n, envs.obs_dim, generator=g), state=torch.randn(batch_size, envs.state_dim, generator=g),
+        obs=torch.randn(batch_size, n, envs.obs_dim, generator=g),
+        state=torch.randn(batch_size, envs.state_dim, generator=g),
         actions=F.one_hot(torch.randint(0, act_dim, (batch_size, n), generator=g), act_dim).float(),
-        rewards=torch.randn(batch_size, 1, generator=g), next_obs=torch.randn(batch_size, n, envs.obs_dim, generator=g),
-        next_state=torch.randn(batch_size, envs.state_dim, generator=g), terminations=torch.zeros(batch_size, 1),
+        rewards=torch.randn(batch_size, 1, generator=g),
+        next_obs=torch.randn(batch_size, n, envs.obs_dim, generator=g),
+        next_state=torch.randn(batch_size, envs.state_dim, generator=g),
+        terminations=torch.zeros(batch_size, 1),
         discounts=torch.full((batch_size, 1), 0.9),
-    )  # fmt: skip
+    )
     events = []  # ("draw", agent, actions, stepped) and ("loss", first_column, others_action)
     for i, actor in enumerate(learner.actors):
+
         def recording_forward(obs, deterministic=False, _i=i, _forward=actor.forward):
             actions, log_probs = _forward(obs, deterministic)
             events.append(("draw", _i, actions.detach().clone()))
@@ -434,7 +509,9 @@ def test_expected_loss_reaches_the_quantal_response_equilibrium(alpha, seed):
     one-step transitions the expected loss lands there (the straight-through loss lands 0.06 to 0.5 away)."""
     envs = hd.make_env("matrix-game", 1)
     torch.manual_seed(seed)
-    args = hd.Args(env_id="matrix-game", hidden_dim=64, autotune=False, alpha=alpha, policy_lr=3e-3, q_lr=3e-3, actor_loss="expected")
+    args = hd.Args(
+        env_id="matrix-game", hidden_dim=64, autotune=False, alpha=alpha, policy_lr=3e-3, q_lr=3e-3, actor_loss="expected"
+    )
     learner = hd.build_learner(envs, args, torch.device("cpu"))
     generator, rng = torch.Generator().manual_seed(seed), np.random.default_rng(seed)
     for _ in range(1500):
@@ -449,7 +526,9 @@ def test_expected_loss_reaches_the_quantal_response_equilibrium(alpha, seed):
 def test_target_entropy_is_a_fraction_of_each_agents_maximum_entropy():
     envs = hd.make_env("simple_speaker_listener_v4", 1)
     envs.close()
-    learner = hd.build_learner(envs, hd.Args(env_id="simple_speaker_listener_v4", hidden_dim=16, target_entropy_scale=0.3), torch.device("cpu"))
+    learner = hd.build_learner(
+        envs, hd.Args(env_id="simple_speaker_listener_v4", hidden_dim=16, target_entropy_scale=0.3), torch.device("cpu")
+    )
     assert learner.target_entropies == pytest.approx([0.3 * math.log(3), 0.3 * math.log(5)])
     assert all(t > 0 for t in learner.target_entropies)  # not the official implementation's 0
 
@@ -459,7 +538,9 @@ def test_temperature_rises_below_the_target_entropy_and_falls_above_it():
     (entropy ~0 < 0.5 log 3) raises its temperature; agent 1 uniform (log 3 > 0.5 log 3) lowers it."""
     envs = hd.make_env("matrix-game", 1)
     torch.manual_seed(0)
-    learner = hd.build_learner(envs, hd.Args(env_id="matrix-game", hidden_dim=16, alpha_lr=1e-3, matrix_init_bias=False), torch.device("cpu"))
+    learner = hd.build_learner(
+        envs, hd.Args(env_id="matrix-game", hidden_dim=16, alpha_lr=1e-3, matrix_init_bias=False), torch.device("cpu")
+    )
     learner.actors[0].init_policy((0.998, 0.001, 0.001))
     learner.actors[1].init_policy((1 / 3, 1 / 3, 1 / 3))
     before = [la.item() for la in learner.log_alphas]
@@ -486,12 +567,21 @@ def test_save_model_then_eval_checkpoint(matrix_run):
 @pytest.mark.parametrize(
     "args, expected",
     [
-        (["--env-id", "Ant-4x2"], ["unknown env id", "matrix-game", "simple_spread_v3", "simple_speaker_listener_v4", "academy_corner"]),
+        (
+            ["--env-id", "Ant-4x2"],
+            ["unknown env id", "matrix-game", "simple_spread_v3", "simple_speaker_listener_v4", "academy_corner"],
+        ),
         (["--env-id", "academy_corner"], ["gfootball", "pip install gfootball", "apt-get install"]),
         (["--env-id", "matrix-game", "--target-entropy-scale", "1.5"], ["--target-entropy-scale", "[0, 1]"]),
-        (["--env-id", "matrix-game", "--matmul-precision", "bf16"], ["unknown --matmul-precision 'bf16'", "highest, high, medium"]),
+        (
+            ["--env-id", "matrix-game", "--matmul-precision", "bf16"],
+            ["unknown --matmul-precision 'bf16'", "highest, high, medium"],
+        ),
         (["--env-id", "matrix-game", "--actor-loss", "exact"], ["unknown --actor-loss 'exact'", "gumbel, expected"]),
-        (["--env-id", "simple_speaker_listener_v4", "--share-param"], ["--share-param", "obs dims [3, 11]", "action dims [3, 5]"]),
+        (
+            ["--env-id", "simple_speaker_listener_v4", "--share-param"],
+            ["--share-param", "obs dims [3, 11]", "action dims [3, 5]"],
+        ),
     ],
 )
 def test_bad_input_one_line_error(tmp_path, args, expected):
@@ -572,9 +662,15 @@ def test_what_the_loop_stores_is_what_happened(env_id, steps):
         return np.concatenate([obs.reshape(len(obs), -1), state], 1)
 
     rb = NStepReplayBuffer(
-        1000, gym.spaces.Box(-np.inf, np.inf, (n * obs_dim + envs.state_dim,)), gym.spaces.Box(0.0, 1.0, (n * envs.act_dim,)),
-        "cpu", n_envs=2, handle_timeout_termination=True, n_steps=3, gamma=0.99,
-    )  # fmt: skip
+        1000,
+        gym.spaces.Box(-np.inf, np.inf, (n * obs_dim + envs.state_dim,)),
+        gym.spaces.Box(0.0, 1.0, (n * envs.act_dim,)),
+        "cpu",
+        n_envs=2,
+        handle_timeout_termination=True,
+        n_steps=3,
+        gamma=0.99,
+    )
     obs, state, avail = envs.reset(seed=5)
     if twins:
         for e, twin in enumerate(twins):
@@ -584,7 +680,9 @@ def test_what_the_loop_stores_is_what_happened(env_id, steps):
     for t in range(steps):
         actions = hd.random_available_actions(avail)
         next_obs, next_state, avail, rewards, terminations, truncations, infos = envs.step(actions)
-        real_next_obs, real_next_state, dones, timeouts = hd.transition_to_store(next_obs, next_state, terminations, truncations, infos)
+        real_next_obs, real_next_state, dones, timeouts = hd.transition_to_store(
+            next_obs, next_state, terminations, truncations, infos
+        )
         rb.add(pack(obs, state), pack(real_next_obs, real_next_state), actions.reshape(2, -1), rewards, dones, timeouts)
         for e in range(2):
             if twins is None:  # one state, one step: the payoff ends the episode
@@ -592,7 +690,9 @@ def test_what_the_loop_stores_is_what_happened(env_id, steps):
                 np.testing.assert_array_equal(rb.next_observations[t, e], np.ones(n * obs_dim + envs.state_dim))
             else:
                 twin = twins[e]
-                observed, _, terms, truncs, _ = twin.step({a: int(actions[e, i].argmax()) for i, a in enumerate(twin.possible_agents)})
+                observed, _, terms, truncs, _ = twin.step(
+                    {a: int(actions[e, i].argmax()) for i, a in enumerate(twin.possible_agents)}
+                )
                 terminated, truncated = any(terms.values()), any(truncs.values()) and not any(terms.values())
                 expected = pack(twin_obs(twin, observed)[None], np.asarray(twin.state(), np.float32)[None])[0]
                 np.testing.assert_allclose(rb.next_observations[t, e], expected, rtol=1e-6, atol=1e-6)

@@ -18,14 +18,46 @@ ISAACGYM = ROOT / "hasac_isaacgym.py"
 isaacgym = importlib.import_module("hasac_isaacgym")
 continuous = importlib.import_module("hasac_continuous")
 
-LOSS_TAGS = ["losses/qf1_values", "losses/qf1_loss", "losses/qf2_loss", "losses/actor_loss", "losses/entropy", "losses/alpha", "losses/alpha_loss"]  # fmt: skip
+LOSS_TAGS = [
+    "losses/qf1_values",
+    "losses/qf1_loss",
+    "losses/qf2_loss",
+    "losses/actor_loss",
+    "losses/entropy",
+    "losses/alpha",
+    "losses/alpha_loss",
+]
 # 8 transport envs, 20-step episodes, 100 loop steps; updates from step 160, logs every 160 steps.
 SMOKE = [
-    "--env-id", "transport", "--num-envs", "8", "--episode-length", "20", "--total-timesteps", "800",
-    "--learning-starts", "160", "--train-interval", "5", "--gradient-steps", "2", "--batch-size", "64",
-    "--buffer-size", "2000", "--n-step", "3", "--hidden-dim", "32", "--log-interval", "160",
-    "--eval-interval", "100000", "--eval-episodes", "2",
-]  # fmt: skip
+    "--env-id",
+    "transport",
+    "--num-envs",
+    "8",
+    "--episode-length",
+    "20",
+    "--total-timesteps",
+    "800",
+    "--learning-starts",
+    "160",
+    "--train-interval",
+    "5",
+    "--gradient-steps",
+    "2",
+    "--batch-size",
+    "64",
+    "--buffer-size",
+    "2000",
+    "--n-step",
+    "3",
+    "--hidden-dim",
+    "32",
+    "--log-interval",
+    "160",
+    "--eval-interval",
+    "100000",
+    "--eval-episodes",
+    "2",
+]
 
 
 def test_smoke_transport(tmp_path):
@@ -52,7 +84,23 @@ def test_script_parses_as_python_38():
     ast.parse(ISAACGYM.read_text(), feature_version=(3, 8))
 
 
-SHARED = ["linear", "Actor", "stack_actor_weights", "sample_actions", "SoftQNetwork", "Batch", "critic_target", "actor_loss", "alpha_loss", "soft_update", "Learner", "act", "save_checkpoint", "training_rng_preserved", "make_run_dir"]  # fmt: skip
+SHARED = [
+    "linear",
+    "Actor",
+    "stack_actor_weights",
+    "sample_actions",
+    "SoftQNetwork",
+    "Batch",
+    "critic_target",
+    "actor_loss",
+    "alpha_loss",
+    "soft_update",
+    "Learner",
+    "act",
+    "save_checkpoint",
+    "training_rng_preserved",
+    "make_run_dir",
+]
 
 
 @pytest.mark.parametrize("name", SHARED)
@@ -67,13 +115,21 @@ def _vmas_spec(scenario="transport", num_envs=4):
 def _random_batch(envs, batch_size=48, seed=0):
     generator = torch.Generator().manual_seed(seed)
     n, act_dim = envs.n_agents, envs.act_dim
-    state, next_state = torch.randn(batch_size, envs.state_dim, generator=generator), torch.randn(batch_size, envs.state_dim, generator=generator)
+    state, next_state = (
+        torch.randn(batch_size, envs.state_dim, generator=generator),
+        torch.randn(batch_size, envs.state_dim, generator=generator),
+    )
     actions = (torch.rand(batch_size, n, act_dim, generator=generator) * 2 - 1) * envs.action_mask
     return isaacgym.Batch(
-        isaacgym.observations_from_state(state, envs.obs_index), state, actions, torch.randn(batch_size, 1, generator=generator),
-        isaacgym.observations_from_state(next_state, envs.obs_index), next_state,
-        (torch.rand(batch_size, 1, generator=generator) < 0.2).float(), torch.full((batch_size, 1), 0.99**3),
-    )  # fmt: skip
+        isaacgym.observations_from_state(state, envs.obs_index),
+        state,
+        actions,
+        torch.randn(batch_size, 1, generator=generator),
+        isaacgym.observations_from_state(next_state, envs.obs_index),
+        next_state,
+        (torch.rand(batch_size, 1, generator=generator) < 0.2).float(),
+        torch.full((batch_size, 1), 0.99**3),
+    )
 
 
 def _all_tensors(learner):
@@ -84,10 +140,25 @@ def _all_tensors(learner):
 def _continuous_twin(learner, envs, args):
     """A hasac_continuous.py Learner for the same agent spaces, holding `learner`'s weights."""
     spec = SimpleNamespace(
-        n_agents=envs.n_agents, obs_dims=envs.obs_dims, act_dims=envs.act_dims, act_dim=envs.act_dim, state_dim=envs.state_dim,
-        action_low=envs.action_low.numpy(), action_high=envs.action_high.numpy(), action_mask=envs.action_mask.numpy(),
-    )  # fmt: skip
-    twin = continuous.build_learner(spec, continuous.Args(**{k: getattr(args, k) for k in ("hidden_dim", "share_param", "autotune", "alpha", "policy_lr", "q_lr", "alpha_lr")}), torch.device("cpu"))  # fmt: skip
+        n_agents=envs.n_agents,
+        obs_dims=envs.obs_dims,
+        act_dims=envs.act_dims,
+        act_dim=envs.act_dim,
+        state_dim=envs.state_dim,
+        action_low=envs.action_low.numpy(),
+        action_high=envs.action_high.numpy(),
+        action_mask=envs.action_mask.numpy(),
+    )
+    twin = continuous.build_learner(
+        spec,
+        continuous.Args(
+            **{
+                k: getattr(args, k)
+                for k in ("hidden_dim", "share_param", "autotune", "alpha", "policy_lr", "q_lr", "alpha_lr")
+            }
+        ),
+        torch.device("cpu"),
+    )
     for mine, theirs in zip(learner.actors, twin.actors):
         theirs.load_state_dict(mine.state_dict())
     twin.qf.load_state_dict(learner.qf.state_dict())
@@ -95,14 +166,16 @@ def _continuous_twin(learner, envs, args):
     return twin
 
 
-@pytest.mark.parametrize("scenario, share_param, autotune", [("transport", False, True), ("transport", True, True), ("balance", False, False)])
+@pytest.mark.parametrize(
+    "scenario, share_param, autotune", [("transport", False, True), ("transport", True, True), ("balance", False, False)]
+)
 def test_update_matches_hasac_continuous(scenario, share_param, autotune, monkeypatch):
     """Same weights, batch and agent order -> the same updated parameters and losses, twice in a
-    row (with --share-param: one step of the shared actor per agent, as hasac_continuous.py takes). hasac_continuous.py draws each agent's actions at s once (the draw its own step then
-    differentiates); this script draws them again inside each actor step, which its compiled
-    and CUDA-graph halves need. Both are the algorithm; their random streams differ, so the
-    sampling noise is zero here (actions tanh(mean), log-probs of the mean), and the two must
-    agree bit for bit."""
+    row (with --share-param: one step of the shared actor per agent, as hasac_continuous.py takes).
+    hasac_continuous.py draws each agent's actions at s once (the draw its own step then differentiates);
+    this script draws them again inside each actor step, which its compiled and CUDA-graph halves need.
+    Both are the algorithm; their random streams differ, so the sampling noise is zero here (actions
+    tanh(mean), log-probs of the mean), and the two must agree bit for bit."""
     monkeypatch.setattr(torch, "randn_like", torch.zeros_like)
     envs = _vmas_spec(scenario)
     args = isaacgym.Args(hidden_dim=32, share_param=share_param, autotune=autotune, alpha=0.3)
@@ -110,7 +183,10 @@ def test_update_matches_hasac_continuous(scenario, share_param, autotune, monkey
     twin = _continuous_twin(learner, envs, args)
     assert all(torch.equal(a, b) for a, b in zip(_all_tensors(learner), _all_tensors(twin)))
     before = [t.clone() for t in _all_tensors(learner)]
-    for seed, order in ((0, list(reversed(range(envs.n_agents)))), (1, random.Random(3).sample(range(envs.n_agents), envs.n_agents))):
+    for seed, order in (
+        (0, list(reversed(range(envs.n_agents)))),
+        (1, random.Random(3).sample(range(envs.n_agents), envs.n_agents)),
+    ):
         batch = _random_batch(envs, seed=seed)
         mine = isaacgym.hasac_update(learner, batch, order, 0.01)
         theirs = continuous.hasac_update(twin, batch, np.array(order), 0.01)
@@ -121,17 +197,26 @@ def test_update_matches_hasac_continuous(scenario, share_param, autotune, monkey
                 assert mine[name] is None
             else:
                 torch.testing.assert_close(mine[name], theirs[name], rtol=0, atol=0)
-    assert all(not torch.equal(a, b) for a, b in zip(_all_tensors(learner)[:-envs.n_agents], before)), "an update left some weights unchanged"
+    assert all(not torch.equal(a, b) for a, b in zip(_all_tensors(learner)[: -envs.n_agents], before)), (
+        "an update left some weights unchanged"
+    )
 
 
 def test_compile_gives_the_eager_update():
     """torch.compile of both halves of the update and of the acting step: the same numbers as
     eager mode within float tolerance (same seed, same noise: fallback_random)."""
     spec = SimpleNamespace(
-        n_agents=2, obs_dims=[5, 3], act_dims=[2, 1], obs_dim=5, act_dim=2, state_dim=6,
-        action_low=torch.tensor([[-1.0, -1.0], [0.0, 0.0]]), action_high=torch.tensor([[1.0, 1.0], [2.0, 0.0]]),
-        action_mask=torch.tensor([[True, True], [True, False]]), obs_index=torch.tensor([[0, 1, 2, 3, 4], [3, 4, 5, 6, 6]]),
-    )  # fmt: skip
+        n_agents=2,
+        obs_dims=[5, 3],
+        act_dims=[2, 1],
+        obs_dim=5,
+        act_dim=2,
+        state_dim=6,
+        action_low=torch.tensor([[-1.0, -1.0], [0.0, 0.0]]),
+        action_high=torch.tensor([[1.0, 1.0], [2.0, 0.0]]),
+        action_mask=torch.tensor([[True, True], [True, False]]),
+        obs_index=torch.tensor([[0, 1, 2, 3, 4], [3, 4, 5, 6, 6]]),
+    )
     args = isaacgym.Args(hidden_dim=16)
     torch.manual_seed(0)
     eager = isaacgym.build_learner(spec, args, torch.device("cpu"))
@@ -148,7 +233,9 @@ def test_compile_gives_the_eager_update():
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
         for name in ("qf1_loss", "actor_loss", "alpha_loss"):
             torch.testing.assert_close(got[name], expected[name], rtol=1e-4, atol=1e-5)
-    assert all(not torch.equal(a, b) for a, b in zip(_all_tensors(compiled)[: -spec.n_agents], initial)), "the updates left weights unchanged"
+    assert all(not torch.equal(a, b) for a, b in zip(_all_tensors(compiled)[: -spec.n_agents], initial)), (
+        "the updates left weights unchanged"
+    )
     obs = torch.randn(7, 2, 5)
     torch.manual_seed(9)
     expected_actions = isaacgym.act(eager, obs)
@@ -185,7 +272,15 @@ def test_replay_buffer_n_step_returns_match_an_independent_computation():
         rb.add(state, next_state, torch.randn(num_envs, 1), rewards, terminated & valid, truncated & valid, valid)
         for e in range(num_envs):
             if valid[e]:
-                histories[e].append({"state": state[e], "next_state": next_state[e], "reward": rewards[e].item(), "terminated": bool(terminated[e]), "ended": bool(terminated[e] | truncated[e])})  # fmt: skip
+                histories[e].append(
+                    {
+                        "state": state[e],
+                        "next_state": next_state[e],
+                        "reward": rewards[e].item(),
+                        "terminated": bool(terminated[e]),
+                        "ended": bool(terminated[e] | truncated[e]),
+                    }
+                )
     checked = 0
     for e in range(num_envs):
         kept = histories[e][-(capacity - 1) :]  # one slot per ring stays free
@@ -242,7 +337,9 @@ def test_smoke_run_prints_progress_with_time_left(tmp_path):
     assert_ok(result)
     lines = [line for line in result.stdout.splitlines() if line.startswith("global_step=") and "time left" in line]
     assert len(lines) == 3, result.stdout
-    assert re.fullmatch(r"global_step=480/480 \(100\.0%\), SPS=\d+, recent episodic_return=-?\d+\.\d+, time left ~0m00s", lines[-1]), lines[-1]
+    assert re.fullmatch(
+        r"global_step=480/480 \(100\.0%\), SPS=\d+, recent episodic_return=-?\d+\.\d+, time left ~0m00s", lines[-1]
+    ), lines[-1]
 
 
 def test_evaluation_leaves_the_training_random_streams_alone():
@@ -285,7 +382,9 @@ def test_save_model_then_eval_checkpoint(transport_checkpoint):
     assert saved_args.env_id == "transport" and saved_args.episode_length == 20 and len(learner.actors) == 4
     evaluated = run_script(cwd, "--eval-checkpoint", str(checkpoint.relative_to(cwd)), "--eval-episodes", "3", script=ISAACGYM)
     assert_ok(evaluated)
-    assert re.search(r"^transport: eval/episodic_return -?\d+\.\d+ \+- \d+\.\d+ over 3 episodes$", evaluated.stdout, re.M), evaluated.stdout
+    assert re.search(r"^transport: eval/episodic_return -?\d+\.\d+ \+- \d+\.\d+ over 3 episodes$", evaluated.stdout, re.M), (
+        evaluated.stdout
+    )
     assert len(list((cwd / "runs").iterdir())) == 1  # evaluating writes no run
 
 
@@ -308,9 +407,14 @@ def test_interrupt_saves_a_loadable_checkpoint_and_exits_with_the_signals_status
 
     args = [*SMOKE, "--total-timesteps", "100000000", "--save-model"]
     process = subprocess.Popen(
-        [sys.executable, str(ISAACGYM), *args], cwd=tmp_path, env=SUBPROCESS_ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [sys.executable, str(ISAACGYM), *args],
+        cwd=tmp_path,
+        env=SUBPROCESS_ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # a background job inherits an ignored SIGINT
-    )  # fmt: skip
+    )
     try:
         for line in process.stdout:  # block until the run has logged losses after training started
             if line.startswith("global_step=480/"):

@@ -15,7 +15,16 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import ROOT, SUBPROCESS_ENV, assert_finite_series, assert_ok, assert_one_line_error, read_scalars, run_dir, run_script
+from conftest import (
+    ROOT,
+    SUBPROCESS_ENV,
+    assert_finite_series,
+    assert_ok,
+    assert_one_line_error,
+    read_scalars,
+    run_dir,
+    run_script,
+)
 
 SMAC = ROOT / "hasac_smac.py"
 hs = importlib.import_module("hasac_smac")
@@ -27,15 +36,41 @@ JAX_ENV = {"XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism
 # Like conftest's TINY, but the evaluation uses as many envs as training (one jit compilation):
 # 300 loop steps of 2 envs, updates where global_step > 200 and loop step % 10 == 0.
 SMAC_TINY = [
-    "--total-timesteps", "600", "--num-envs", "2", "--learning-starts", "200", "--train-interval", "10",
-    "--gradient-steps", "2", "--batch-size", "64", "--buffer-size", "10000", "--n-step", "5",
-    "--eval-interval", "100000", "--eval-episodes", "2", "--hidden-dim", "32",
-]  # fmt: skip
+    "--total-timesteps",
+    "600",
+    "--num-envs",
+    "2",
+    "--learning-starts",
+    "200",
+    "--train-interval",
+    "10",
+    "--gradient-steps",
+    "2",
+    "--batch-size",
+    "64",
+    "--buffer-size",
+    "10000",
+    "--n-step",
+    "5",
+    "--eval-interval",
+    "100000",
+    "--eval-episodes",
+    "2",
+    "--hidden-dim",
+    "32",
+]
 TINY_UPDATE_STEPS = list(range(220, 601, 20))
 LOSS_TAGS = [
-    "losses/qf1_loss", "losses/qf2_loss", "losses/qf1_values", "losses/actor_loss", "losses/alpha",
-    "losses/alpha/agent_0", "losses/alpha/agent_2", "losses/alpha_loss", "losses/entropy",
-]  # fmt: skip
+    "losses/qf1_loss",
+    "losses/qf2_loss",
+    "losses/qf1_values",
+    "losses/actor_loss",
+    "losses/alpha",
+    "losses/alpha/agent_0",
+    "losses/alpha/agent_2",
+    "losses/alpha_loss",
+    "losses/entropy",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -53,7 +88,13 @@ def test_smoke_3m_reaches_updates_and_logs_win_rate(tmp_path):
     assert_ok(result)
     path = run_dir(tmp_path)
     scalars = read_scalars(path)
-    for tag in LOSS_TAGS + ["charts/episodic_return", "charts/episodic_length", "charts/win_rate", "eval/episodic_return", "eval/win_rate"]:
+    for tag in LOSS_TAGS + [
+        "charts/episodic_return",
+        "charts/episodic_length",
+        "charts/win_rate",
+        "eval/episodic_return",
+        "eval/win_rate",
+    ]:
         assert_finite_series(scalars, tag)
     assert "losses/alpha/agent_3" not in scalars  # 3m: three agents
     assert [s for s, _ in scalars["losses/qf1_loss"]] == TINY_UPDATE_STEPS
@@ -73,9 +114,13 @@ def test_smoke_3m_reaches_updates_and_logs_win_rate(tmp_path):
         for name, value in actor.state_dict().items():
             assert torch.equal(value, state_dict[name])
     assert torch.equal(learner.value_norm.running_mean, saved["value_norm"]["running_mean"])
-    result = run_script(tmp_path, "--eval-checkpoint", str(checkpoint.relative_to(tmp_path)), "--eval-episodes", "2", script=SMAC)
+    result = run_script(
+        tmp_path, "--eval-checkpoint", str(checkpoint.relative_to(tmp_path)), "--eval-episodes", "2", script=SMAC
+    )
     assert_ok(result)
-    assert re.search(r"3m: eval/episodic_return \d+\.\d+ \+- \d+\.\d+, eval/win_rate \d\.\d{3} over 2 episodes", result.stdout), result.stdout
+    assert re.search(
+        r"3m: eval/episodic_return \d+\.\d+ \+- \d+\.\d+, eval/win_rate \d\.\d{3} over 2 episodes", result.stdout
+    ), result.stdout
 
 
 # ---------------------------------------------------------------------------------------------
@@ -95,9 +140,11 @@ def _observed_by_smax(envs, e):
     env_state = jax.tree.map(lambda x: x[e], envs.states)
     obs, avail = envs.env.get_obs(env_state), envs.env.get_avail_actions(env_state)
     return (
-        np.stack([np.asarray(obs[a]) for a in envs.env.agents]), np.asarray(envs.env.get_world_state(env_state)),
-        np.stack([np.asarray(avail[a]) for a in envs.env.agents]).astype(bool), env_state,
-    )  # fmt: skip
+        np.stack([np.asarray(obs[a]) for a in envs.env.agents]),
+        np.asarray(envs.env.get_world_state(env_state)),
+        np.stack([np.asarray(avail[a]) for a in envs.env.agents]).astype(bool),
+        env_state,
+    )
 
 
 def _set_units(envs, **fields):
@@ -224,8 +271,16 @@ def test_loss_and_time_limit_detection(smax_3m):
 # ---------------------------------------------------------------------------------------------
 # 3. parity with hasac_discrete.py
 # ---------------------------------------------------------------------------------------------
-SHARED_WITH_DISCRETE = ["linear", "layer_norm", "stack_actor_weights", "masked_logits", "sample_actions", "soft_update",
-                        "random_available_actions", "act"]  # fmt: skip
+SHARED_WITH_DISCRETE = [
+    "linear",
+    "layer_norm",
+    "stack_actor_weights",
+    "masked_logits",
+    "sample_actions",
+    "soft_update",
+    "random_available_actions",
+    "act",
+]
 
 
 @pytest.mark.parametrize("name", SHARED_WITH_DISCRETE)
@@ -239,9 +294,27 @@ def test_actor_is_textually_identical(method):
 
 
 def test_same_module_level_names():
-    names = ["Args", "make_env", "Actor", "SoftQNetwork", "stack_actor_weights", "sample_actions", "Batch",
-             "critic_target", "actor_loss", "alpha_loss", "soft_update", "Learner", "build_learner", "hasac_update",
-             "act", "evaluate", "save_checkpoint", "load_checkpoint", "check_args"]  # fmt: skip
+    names = [
+        "Args",
+        "make_env",
+        "Actor",
+        "SoftQNetwork",
+        "stack_actor_weights",
+        "sample_actions",
+        "Batch",
+        "critic_target",
+        "actor_loss",
+        "alpha_loss",
+        "soft_update",
+        "Learner",
+        "build_learner",
+        "hasac_update",
+        "act",
+        "evaluate",
+        "save_checkpoint",
+        "load_checkpoint",
+        "check_args",
+    ]
     for name in names:
         assert hasattr(hs, name), name
     assert set(hd.Learner._fields) <= set(hs.Learner._fields) and hs.Batch._fields[: len(hd.Batch._fields)] == hd.Batch._fields
@@ -271,31 +344,48 @@ def _learners(hidden_dim=32, **smac_args):
     qf_target.load_state_dict(smac.qf_target.state_dict())
     log_alphas = [la.detach().clone().requires_grad_() for la in smac.log_alphas]
     discrete = hd.Learner(
-        actors=actors, policy_of_agent=list(smac.policy_of_agent),
+        actors=actors,
+        policy_of_agent=list(smac.policy_of_agent),
         actor_optimizers=[torch.optim.Adam(a.parameters(), lr=args.policy_lr, fused=True) for a in actors],
-        qf=qf, qf_target=qf_target, q_optimizer=torch.optim.Adam(qf.parameters(), lr=args.q_lr, fused=True),
-        log_alphas=log_alphas, actor_loss=smac.actor_loss, alpha_optimizers=[torch.optim.Adam([la], lr=args.alpha_lr) for la in log_alphas],
-        target_entropies=list(smac.target_entropies), action_mask=smac.action_mask.clone(),
-    )  # fmt: skip
+        qf=qf,
+        qf_target=qf_target,
+        q_optimizer=torch.optim.Adam(qf.parameters(), lr=args.q_lr, fused=True),
+        log_alphas=log_alphas,
+        actor_loss=smac.actor_loss,
+        alpha_optimizers=[torch.optim.Adam([la], lr=args.alpha_lr) for la in log_alphas],
+        target_entropies=list(smac.target_entropies),
+        action_mask=smac.action_mask.clone(),
+    )
     return smac, discrete
 
 
 def _random_batch(generator, batch_size=64, state_dim=72, dead=None, avail=None):
     one_hot = lambda: F.one_hot(torch.randint(0, 8, (batch_size, 3), generator=generator), 8).float()  # noqa: E731
     fields = dict(
-        obs=torch.randn(batch_size, 3, 75, generator=generator), state=torch.randn(batch_size, state_dim, generator=generator),
-        actions=one_hot(), rewards=torch.randn(batch_size, 1, generator=generator),
-        next_obs=torch.randn(batch_size, 3, 75, generator=generator), next_state=torch.randn(batch_size, state_dim, generator=generator),
-        terminations=(torch.rand(batch_size, 1, generator=generator) < 0.2).float(), discounts=torch.full((batch_size, 1), 0.99**5),
-    )  # fmt: skip
+        obs=torch.randn(batch_size, 3, 75, generator=generator),
+        state=torch.randn(batch_size, state_dim, generator=generator),
+        actions=one_hot(),
+        rewards=torch.randn(batch_size, 1, generator=generator),
+        next_obs=torch.randn(batch_size, 3, 75, generator=generator),
+        next_state=torch.randn(batch_size, state_dim, generator=generator),
+        terminations=(torch.rand(batch_size, 1, generator=generator) < 0.2).float(),
+        discounts=torch.full((batch_size, 1), 0.99**5),
+    )
     return fields
 
 
 def _all_parameters(learner):
-    return [p for a in learner.actors for p in a.parameters()] + list(learner.qf.parameters()) + list(learner.qf_target.parameters()) + list(learner.log_alphas)  # fmt: skip
+    return (
+        [p for a in learner.actors for p in a.parameters()]
+        + list(learner.qf.parameters())
+        + list(learner.qf_target.parameters())
+        + list(learner.log_alphas)
+    )
 
 
-@pytest.mark.parametrize("share_param, actor_loss", [(False, "gumbel"), (True, "gumbel"), (False, "expected"), (True, "expected")])
+@pytest.mark.parametrize(
+    "share_param, actor_loss", [(False, "gumbel"), (True, "gumbel"), (False, "expected"), (True, "expected")]
+)
 def test_update_matches_hasac_discrete_with_all_actions_available(share_param, actor_loss):
     """Same weights, same batch, same agent order, same noise: with every action available and
     every agent alive, hasac_smac's masked update is hasac_discrete's update, bit for bit (with
@@ -332,11 +422,16 @@ def test_dead_agents_are_masked_out_of_actor_and_temperature_losses():
     log_probs, alphas = -torch.rand(64, 1, generator=generator), torch.tensor([0.3])
     masked = hs.actor_loss(smac.qf, features, fields["actions"], log_probs, alphas, mask=alive[:, None])
     rows = alive.bool()
-    alive_only = hs.actor_loss(smac.qf, smac.qf.state_features(fields["state"][rows]), fields["actions"][rows], log_probs[rows], alphas)
+    alive_only = hs.actor_loss(
+        smac.qf, smac.qf.state_features(fields["state"][rows]), fields["actions"][rows], log_probs[rows], alphas
+    )
     torch.testing.assert_close(masked, alive_only)
     target = 0.5 * torch.log(torch.randint(1, 9, (64,), generator=generator).double()).float()
     log_alpha = torch.tensor(math.log(0.3))
-    torch.testing.assert_close(hs.alpha_loss(log_alpha, log_probs[:, 0], target, mask=alive), hs.alpha_loss(log_alpha, log_probs[rows, 0], target[rows]))
+    torch.testing.assert_close(
+        hs.alpha_loss(log_alpha, log_probs[:, 0], target, mask=alive),
+        hs.alpha_loss(log_alpha, log_probs[rows, 0], target[rows]),
+    )
 
 
 @pytest.mark.parametrize("actor_loss", ["gumbel", "expected"])
@@ -407,7 +502,9 @@ def test_expected_actor_loss_with_masks_dead_agents_and_fp_rows_matches_independ
     ref_loss = (per_sample * alive[:, 0]).sum() / alive.sum()
     ref_loss.backward()
     torch.testing.assert_close(loss.double(), ref_loss.detach(), rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(expected_log_prob[:, 0].double(), (log_pi.exp() * log_pi).sum(-1).detach(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        expected_log_prob[:, 0].double(), (log_pi.exp() * log_pi).sum(-1).detach(), rtol=1e-5, atol=1e-6
+    )
     for p, ref in zip(actor.parameters(), a.parameters()):
         torch.testing.assert_close(p.grad.double(), ref.grad, rtol=1e-4, atol=1e-6)
 
@@ -430,7 +527,9 @@ def test_fp_state_gives_one_critic_row_per_agent():
     smac, _ = _learners(state_type="FP")
     assert smac.qf.state_dim == 85
     fields = _random_batch(torch.Generator().manual_seed(4))
-    fields["state"], fields["next_state"] = (hs.critic_state(fields[o], fields[s], slice(65, 75), "FP") for o, s in (("obs", "state"), ("next_obs", "next_state")))  # fmt: skip
+    fields["state"], fields["next_state"] = (
+        hs.critic_state(fields[o], fields[s], slice(65, 75), "FP") for o, s in (("obs", "state"), ("next_obs", "next_state"))
+    )
     metrics = hs.hasac_update(smac, hs.Batch(**fields), [2, 0, 1], 0.005)
     assert all(torch.isfinite(metrics[name]) for name in ("qf1_loss", "actor_loss", "alpha_loss"))
 
@@ -446,7 +545,9 @@ def test_value_norm_statistics_match_an_independent_computation():
     mean = sum(w * b.double().mean() for w, b in zip(weights, batches)) / weights.sum()
     mean_sq = sum(w * (b.double() ** 2).mean() for w, b in zip(weights, batches)) / weights.sum()
     x = torch.randn(20, generator=generator) * 4
-    torch.testing.assert_close(norm.normalize(x).double(), (x.double() - mean) / (mean_sq - mean**2).sqrt(), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        norm.normalize(x).double(), (x.double() - mean) / (mean_sq - mean**2).sqrt(), rtol=1e-5, atol=1e-5
+    )
     torch.testing.assert_close(norm.denormalize(norm.normalize(x)), x, rtol=1e-5, atol=1e-4)
 
 
@@ -476,7 +577,10 @@ def test_value_norm_and_huber_loss():
     [
         (["--env-id", "MMM2"], ["unknown map 'MMM2'", "smax backend", "3s5z_vs_3s6z", "6h_vs_8z", "--backend sc2"]),
         (["--env-id", "4m", "--backend", "sc2"], ["unknown map '4m'", "sc2 backend", "MMM2", "corridor", "8m_vs_9m"]),
-        (["--env-id", "3m", "--backend", "sc2"], ["pip install git+https://github.com/oxwhirl/smac.git", "StarCraft II", "unrelated"]),
+        (
+            ["--env-id", "3m", "--backend", "sc2"],
+            ["pip install git+https://github.com/oxwhirl/smac.git", "StarCraft II", "unrelated"],
+        ),
         (["--backend", "pysc2"], ["unknown --backend 'pysc2'", "smax, sc2"]),
         (["--state-type", "AS"], ["unknown --state-type 'AS'", "EP", "FP"]),
         (["--capture-video"], ["--capture-video is not supported"]),
@@ -490,7 +594,6 @@ def test_bad_input_one_line_error(tmp_path, args, expected):
         pytest.skip("SMAC is installed here")
     result = run_script(tmp_path, *args, *SMAC_TINY, script=SMAC)
     assert_one_line_error(result, expected, tmp_path)
-
 
 
 # ---------------------------------------------------------------------------------------------
@@ -528,9 +631,15 @@ def _replay_buffer(envs, n_envs):
 
     width = envs.n_agents * (envs.obs_dim + envs.act_dim + 1) + envs.state_dim
     return NStepReplayBuffer(
-        100, gym.spaces.Box(-np.inf, np.inf, (width,)), gym.spaces.Box(0.0, 1.0, (envs.n_agents * envs.act_dim,)), "cpu",
-        n_envs=n_envs, handle_timeout_termination=True, n_steps=3, gamma=0.99,
-    )  # fmt: skip
+        100,
+        gym.spaces.Box(-np.inf, np.inf, (width,)),
+        gym.spaces.Box(0.0, 1.0, (envs.n_agents * envs.act_dim,)),
+        "cpu",
+        n_envs=n_envs,
+        handle_timeout_termination=True,
+        n_steps=3,
+        gamma=0.99,
+    )
 
 
 def _stored_parts(envs, row):
@@ -551,7 +660,14 @@ def test_what_the_loop_stores_is_what_happened_smax(smax_3m):
     (next_obs, _, _, rewards, terminations, truncations, infos), expected = _step_with_known_keys(envs, actions)
     rb = _replay_buffer(envs, 2)
     real_next, dones, timeouts = hs.transition_to_store(terminations, truncations, infos)
-    rb.add(hs.pack_row(obs, state, avail, torch.ones(2, 3)), real_next, actions.reshape(2, -1).numpy(), rewards.numpy(), dones, timeouts)
+    rb.add(
+        hs.pack_row(obs, state, avail, torch.ones(2, 3)),
+        real_next,
+        actions.reshape(2, -1).numpy(),
+        rewards.numpy(),
+        dones,
+        timeouts,
+    )
     assert rb.dones[0].tolist() == [1.0, 1.0] and rb.timeouts[0].tolist() == [0.0, 1.0]
     final = jax.vmap(envs.observe)(expected[0])
     for e in range(2):
@@ -642,7 +758,9 @@ def test_what_the_loop_stores_is_what_happened_sc2(stand_in_smac):
         actions = F.one_hot(torch.ones(1, 3, dtype=torch.long), 6).float()
         next_obs, next_state, next_avail, rewards, terminations, truncations, infos = envs.step(actions)
         real_next, dones, timeouts = hs.transition_to_store(terminations, truncations, infos)
-        rb.add(hs.pack_row(obs, state, avail, alive), real_next, actions.reshape(1, -1).numpy(), rewards.numpy(), dones, timeouts)
+        rb.add(
+            hs.pack_row(obs, state, avail, alive), real_next, actions.reshape(1, -1).numpy(), rewards.numpy(), dones, timeouts
+        )
         stored_obs, stored_state, _, _ = _stored_parts(envs, rb.next_observations[t, 0])
         episode, step = stored_state[:2]
         if dones[0]:
@@ -676,7 +794,8 @@ def test_sc2_backend_that_fails_to_start_ends_in_one_line_before_any_run(tmp_pat
         "import inspect\n"
         "class StarCraft2Env:\n"
         "    def __init__(self, **kwargs):\n        pass\n"
-        "    def get_env_info(self):\n        return {'n_agents': 3, 'obs_shape': 5, 'n_actions': 6, 'state_shape': 4, 'episode_limit': 60}\n"
+        "    def get_env_info(self):\n"
+        "        return {'n_agents': 3, 'obs_shape': 5, 'n_actions': 6, 'state_shape': 4, 'episode_limit': 60}\n"
         "    def get_obs_own_feats_size(self):\n        return 2\n"
         "    def reset(self):\n        raise FileNotFoundError('No such file or directory: ~/StarCraftII/Versions')\n"
     )
@@ -684,7 +803,14 @@ def test_sc2_backend_that_fails_to_start_ends_in_one_line_before_any_run(tmp_pat
     import subprocess
     import sys
 
-    result = subprocess.run([sys.executable, str(SMAC), "--backend", "sc2", *SMAC_TINY], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, str(SMAC), "--backend", "sc2", *SMAC_TINY],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert_one_line_error(result, ["StarCraft II did not start (FileNotFoundError", "StarCraftII/Versions"], tmp_path)
 
 
@@ -722,9 +848,14 @@ def test_interrupt_saves_a_loadable_checkpoint_and_exits_with_the_signals_status
 
     args = [*SMAC_TINY, "--total-timesteps", "40000", "--save-model"]  # a progress line every 4000 env steps
     process = subprocess.Popen(
-        [sys.executable, str(SMAC), *args], cwd=tmp_path, env=SUBPROCESS_ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [sys.executable, str(SMAC), *args],
+        cwd=tmp_path,
+        env=SUBPROCESS_ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # a background job inherits an ignored SIGINT
-    )  # fmt: skip
+    )
     try:
         for line in process.stdout:  # block until the run has trained and printed its first progress line
             if line.startswith("global_step=4000/"):
@@ -734,7 +865,11 @@ def test_interrupt_saves_a_loadable_checkpoint_and_exits_with_the_signals_status
     finally:
         process.kill()
     assert process.returncode == exit_status, output
-    assert re.search(r"^global_step=4000/40000 \(10\.0%\), SPS=\d+, recent episodic_return=\d+\.\d+, win_rate=\d\.\d{3}, time left ~\d+m\d\ds$", line), line  # fmt: skip
+    assert re.search(
+        r"^global_step=4000/40000 \(10\.0%\), SPS=\d+, recent episodic_return=\d+\.\d+, win_rate=\d\.\d{3}, "
+        r"time left ~\d+m\d\ds$",
+        line,
+    ), line
     interrupted_step = int(re.search(r"interrupted at global_step=(\d+)", output).group(1))
     checkpoint = next(run_dir(tmp_path).glob("*.cleanrl_model"))
     assert torch.load(checkpoint, weights_only=False)["global_step"] == interrupted_step >= 4000
