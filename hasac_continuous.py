@@ -20,7 +20,7 @@ import signal
 import sys
 import time
 from dataclasses import asdict, dataclass
-from typing import NamedTuple, Optional
+from typing import Literal, NamedTuple, Optional
 
 import numpy as np
 import torch
@@ -40,7 +40,7 @@ class Args:
     """if toggled, `torch.backends.cudnn.deterministic=True`"""
     cuda: bool = False
     """if toggled, train on the GPU (an error if none is available)"""
-    matmul_precision: str = "highest"
+    matmul_precision: Literal["highest", "high", "medium"] = "highest"
     """`torch.set_float32_matmul_precision`: highest (exact float32), high (TF32 on GPUs), medium (also bfloat16)"""
     track: bool = False
     """if toggled, this experiment will be tracked with Weights and Biases"""
@@ -343,12 +343,9 @@ class Actor(nn.Module):
     def layers(self):
         """(w1, b1, w2, b2, w_head, b_head, action_scale, action_bias), as `sample_actions` takes them."""
         return (
-            self.fc1.weight,
-            self.fc1.bias,
-            self.fc2.weight,
-            self.fc2.bias,
-            self.fc_head.weight,
-            self.fc_head.bias,
+            *self.fc1.parameters(),
+            *self.fc2.parameters(),
+            *self.fc_head.parameters(),
             self.action_scale,
             self.action_bias,
         )
@@ -357,18 +354,12 @@ class Actor(nn.Module):
         """`layers()` zero-padded to (obs_dim, act_dim), for stacking with other agents'."""
         if (obs_dim, act_dim) == (self.obs_dim, self.act_dim):
             return self.layers()
-        pad_out = act_dim - self.act_dim
-        head_w, head_b = self.fc_head.weight.view(2, self.act_dim, -1), self.fc_head.bias.view(2, self.act_dim)
-        return (
-            F.pad(self.fc1.weight, (0, obs_dim - self.obs_dim)),
-            self.fc1.bias,
-            self.fc2.weight,
-            self.fc2.bias,
-            F.pad(head_w, (0, 0, 0, pad_out)).reshape(2 * act_dim, -1),
-            F.pad(head_b, (0, pad_out)).reshape(-1),
-            F.pad(self.action_scale, (0, pad_out), value=1.0),
-            F.pad(self.action_bias, (0, pad_out)),
-        )
+        w1, b1, w2, b2, w_head, b_head, action_scale, action_bias = self.layers()
+        pad_out = act_dim - self.act_dim  # the head's mean and log_std halves are padded apart
+        w_head = F.pad(w_head.view(2, self.act_dim, -1), (0, 0, 0, pad_out)).reshape(2 * act_dim, -1)
+        b_head = F.pad(b_head.view(2, self.act_dim), (0, pad_out)).reshape(-1)
+        scale, bias = F.pad(action_scale, (0, pad_out), value=1.0), F.pad(action_bias, (0, pad_out))
+        return F.pad(w1, (0, obs_dim - self.obs_dim)), b1, w2, b2, w_head, b_head, scale, bias
 
     def forward(self, obs: torch.Tensor, deterministic: bool = False):
         """obs [..., obs_dim] (padding beyond obs_dim is ignored) -> action [..., act_dim], log_prob [...]."""
@@ -747,8 +738,6 @@ def check_args(args: Args):
             f"--total-timesteps ({args.total_timesteps}) must exceed --learning-starts ({args.learning_starts}), "
             "or nothing is trained"
         )
-    if args.matmul_precision not in ("highest", "high", "medium"):
-        raise ValueError(f"unknown --matmul-precision {args.matmul_precision!r}; valid: highest, high, medium")
     if args.cuda and not torch.cuda.is_available():
         raise ValueError("--cuda was given but torch.cuda.is_available() is False; drop --cuda to train on the CPU")
     if args.capture_video:
@@ -982,16 +971,12 @@ if __name__ == "__main__":
                                 "stopping instead of training on it (try lower learning rates)"
                             )
 
-                writer.add_scalar("losses/qf1_values", metrics["qf1_values"].item(), global_step)
-                writer.add_scalar("losses/qf1_loss", metrics["qf1_loss"].item(), global_step)
-                writer.add_scalar("losses/qf2_loss", metrics["qf2_loss"].item(), global_step)
-                writer.add_scalar("losses/actor_loss", metrics["actor_loss"].item(), global_step)
-                writer.add_scalar("losses/entropy", metrics["entropy"].item(), global_step)
+                for name in ("qf1_values", "qf1_loss", "qf2_loss", "actor_loss", "entropy", "alpha_loss"):
+                    if metrics[name] is not None:  # alpha_loss: None with a fixed temperature
+                        writer.add_scalar(f"losses/{name}", metrics[name].item(), global_step)
                 writer.add_scalar("losses/alpha", metrics["alphas"].mean().item(), global_step)
                 for i, alpha in enumerate(metrics["alphas"].tolist()):
                     writer.add_scalar(f"losses/alpha/agent_{i}", alpha, global_step)
-                if metrics["alpha_loss"] is not None:
-                    writer.add_scalar("losses/alpha_loss", metrics["alpha_loss"].item(), global_step)
 
             if global_step // progress_interval > (global_step - args.num_envs) // progress_interval:
                 now = time.time()

@@ -22,7 +22,7 @@ import signal
 import sys
 import time
 from dataclasses import asdict, dataclass
-from typing import NamedTuple, Optional
+from typing import Literal, NamedTuple, Optional
 
 import numpy as np
 import torch
@@ -42,7 +42,7 @@ class Args:
     """if toggled, `torch.backends.cudnn.deterministic=True`"""
     cuda: bool = False
     """if toggled, train on the GPU (an error if none is available)"""
-    matmul_precision: str = "highest"
+    matmul_precision: Literal["highest", "high", "medium"] = "highest"
     """`torch.set_float32_matmul_precision`: highest (exact float32), high (TF32 on GPUs), medium (also bfloat16)"""
     track: bool = False
     """if toggled, this experiment will be tracked with Weights and Biases"""
@@ -100,7 +100,7 @@ class Args:
     """episodes per evaluation"""
 
     # discrete specific arguments
-    actor_loss: str = "gumbel"
+    actor_loss: Literal["gumbel", "expected"] = "gumbel"
     """the actor loss: gumbel (straight-through Gumbel-Softmax, the paper's) or expected (exact over own actions)"""
     target_entropy_scale: float = 0.5
     """with --autotune, each agent's target entropy as a fraction of its maximum entropy log|A^i|, in [0, 1]"""
@@ -421,21 +421,8 @@ class Actor(nn.Module):
 
     def layers(self):
         """(obs_mask, norm0 w, b, w1, b1, norm1 w, b, w2, b2, norm2 w, b, w_logits, b_logits): `sample_actions`'s weights."""
-        return (
-            self.obs_mask,
-            self.input_norm.weight,
-            self.input_norm.bias,
-            self.fc1.weight,
-            self.fc1.bias,
-            self.norm1.weight,
-            self.norm1.bias,
-            self.fc2.weight,
-            self.fc2.bias,
-            self.norm2.weight,
-            self.norm2.bias,
-            self.fc_logits.weight,
-            self.fc_logits.bias,
-        )
+        modules = (self.input_norm, self.fc1, self.norm1, self.fc2, self.norm2, self.fc_logits)
+        return (self.obs_mask, *(tensor for module in modules for tensor in (module.weight, module.bias)))
 
     def padded_layers(self, obs_dim: int, act_dim: int):
         """`layers()` zero-padded to (obs_dim, act_dim), for stacking with other agents'.
@@ -443,21 +430,9 @@ class Actor(nn.Module):
         if (obs_dim, act_dim) == (self.obs_dim, self.act_dim):
             return self.layers()
         pad_in, pad_out = (0, obs_dim - self.obs_dim), (0, act_dim - self.act_dim)
-        return (
-            F.pad(self.obs_mask, pad_in),
-            F.pad(self.input_norm.weight, pad_in),
-            F.pad(self.input_norm.bias, pad_in),
-            F.pad(self.fc1.weight, pad_in),
-            self.fc1.bias,
-            self.norm1.weight,
-            self.norm1.bias,
-            self.fc2.weight,
-            self.fc2.bias,
-            self.norm2.weight,
-            self.norm2.bias,
-            F.pad(self.fc_logits.weight, (0, 0, *pad_out)),
-            F.pad(self.fc_logits.bias, pad_out),
-        )
+        *input_side, w_logits, b_logits = self.layers()  # the first four take obs_dim features, the last two act_dim
+        padded_input = [F.pad(tensor, pad_in) if k < 4 else tensor for k, tensor in enumerate(input_side)]
+        return (*padded_input, F.pad(w_logits, (0, 0, *pad_out)), F.pad(b_logits, pad_out))
 
     def forward(self, obs: torch.Tensor, deterministic: bool = False):
         """obs [..., obs_dim] (padding beyond obs_dim is ignored) -> one-hot action [..., act_dim], log_prob [...]."""
@@ -637,7 +612,7 @@ class Learner(NamedTuple):
     qf_target: SoftQNetwork
     q_optimizer: optim.Optimizer
     log_alphas: list  # one scalar tensor per agent
-    actor_loss: str  # "gumbel" (straight-through Gumbel-Softmax) or "expected" (exact over own actions)
+    actor_loss: Literal["gumbel", "expected"]  # straight-through Gumbel-Softmax, or exact over own actions
     alpha_optimizers: Optional[list]  # None: fixed temperature
     target_entropies: list  # target_entropy_scale * log|A^i|
     action_mask: torch.Tensor  # [N, 1, act_dim]
@@ -892,8 +867,6 @@ def check_args(args: Args):
             f"--total-timesteps ({args.total_timesteps}) must exceed --learning-starts ({args.learning_starts}), "
             "or nothing is trained"
         )
-    if args.matmul_precision not in ("highest", "high", "medium"):
-        raise ValueError(f"unknown --matmul-precision {args.matmul_precision!r}; valid: highest, high, medium")
     if args.cuda and not torch.cuda.is_available():
         raise ValueError("--cuda was given but torch.cuda.is_available() is False; drop --cuda to train on the CPU")
     if args.capture_video:
@@ -962,8 +935,6 @@ if __name__ == "__main__":
                 "--target-entropy-scale must be in [0, 1] (a fraction of the maximum entropy), "
                 f"got {args.target_entropy_scale}"
             )
-        if args.actor_loss not in ("gumbel", "expected"):
-            raise ValueError(f"unknown --actor-loss {args.actor_loss!r}; valid: gumbel, expected")
     except ValueError as error:
         raise SystemExit(f"error: {error}") from None
 
@@ -1142,16 +1113,12 @@ if __name__ == "__main__":
                                 "stopping instead of training on it (try lower learning rates)"
                             )
 
-                writer.add_scalar("losses/qf1_values", metrics["qf1_values"].item(), global_step)
-                writer.add_scalar("losses/qf1_loss", metrics["qf1_loss"].item(), global_step)
-                writer.add_scalar("losses/qf2_loss", metrics["qf2_loss"].item(), global_step)
-                writer.add_scalar("losses/actor_loss", metrics["actor_loss"].item(), global_step)
-                writer.add_scalar("losses/entropy", metrics["entropy"].item(), global_step)
+                for name in ("qf1_values", "qf1_loss", "qf2_loss", "actor_loss", "entropy", "alpha_loss"):
+                    if metrics[name] is not None:  # alpha_loss: None with a fixed temperature
+                        writer.add_scalar(f"losses/{name}", metrics[name].item(), global_step)
                 writer.add_scalar("losses/alpha", metrics["alphas"].mean().item(), global_step)
                 for i, alpha in enumerate(metrics["alphas"].tolist()):
                     writer.add_scalar(f"losses/alpha/agent_{i}", alpha, global_step)
-                if metrics["alpha_loss"] is not None:
-                    writer.add_scalar("losses/alpha_loss", metrics["alpha_loss"].item(), global_step)
                 if args.env_id == MATRIX_GAME:  # the escape from (A, A) toward (C, C), Figure 3a; the QRE of Table 3
                     policies = matrix_policies(learner)
                     for k, a in enumerate(MATRIX_ACTIONS):

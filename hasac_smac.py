@@ -27,7 +27,7 @@ import signal
 import sys
 import time
 from dataclasses import asdict, dataclass
-from typing import NamedTuple, Optional
+from typing import Literal, NamedTuple, Optional
 
 import numpy as np
 import torch
@@ -47,7 +47,7 @@ class Args:
     """if toggled, `torch.backends.cudnn.deterministic=True`"""
     cuda: bool = False
     """if toggled, train on the GPU (an error if none is available)"""
-    matmul_precision: str = "highest"
+    matmul_precision: Literal["highest", "high", "medium"] = "highest"
     """`torch.set_float32_matmul_precision`: highest (exact float32), high (TF32 on GPUs), medium (also bfloat16)"""
     track: bool = False
     """if toggled, this experiment will be tracked with Weights and Biases"""
@@ -105,9 +105,9 @@ class Args:
     """episodes per evaluation"""
 
     # SMAC specific arguments
-    backend: str = "smax"
+    backend: Literal["smax", "sc2"] = "smax"
     """`smax`: jaxmarl's SMAX (JAX, no game needed); `sc2`: the real SMAC on StarCraft II (oxwhirl/smac)"""
-    state_type: str = "EP"
+    state_type: Literal["EP", "FP"] = "EP"
     """the critic's state: `EP` the global state; `FP` one row per agent, the state plus the agent's own features and id"""
     use_huber_loss: bool = True
     """if toggled, the critic regresses with a Huber loss (delta --huber-delta) instead of MSE (the official SMAC setup)"""
@@ -117,7 +117,7 @@ class Args:
     """if toggled, the critic learns values normalised by running statistics of its targets, as the official SMAC setup does"""
     use_policy_active_masks: bool = True
     """if toggled, dead agents' samples are left out of their actor and temperature losses"""
-    actor_loss: str = "gumbel"
+    actor_loss: Literal["gumbel", "expected"] = "gumbel"
     """the actor loss: gumbel (straight-through Gumbel-Softmax, the paper's) or expected (exact over own actions)"""
     target_entropy_scale: float = 0.5
     """with --autotune, each agent's target entropy as a fraction in [0, 1] of log|available actions| in each state"""
@@ -489,21 +489,8 @@ class Actor(nn.Module):
 
     def layers(self):
         """(obs_mask, norm0 w, b, w1, b1, norm1 w, b, w2, b2, norm2 w, b, w_logits, b_logits): `sample_actions`'s weights."""
-        return (
-            self.obs_mask,
-            self.input_norm.weight,
-            self.input_norm.bias,
-            self.fc1.weight,
-            self.fc1.bias,
-            self.norm1.weight,
-            self.norm1.bias,
-            self.fc2.weight,
-            self.fc2.bias,
-            self.norm2.weight,
-            self.norm2.bias,
-            self.fc_logits.weight,
-            self.fc_logits.bias,
-        )
+        modules = (self.input_norm, self.fc1, self.norm1, self.fc2, self.norm2, self.fc_logits)
+        return (self.obs_mask, *(tensor for module in modules for tensor in (module.weight, module.bias)))
 
     def padded_layers(self, obs_dim: int, act_dim: int):
         """`layers()` zero-padded to (obs_dim, act_dim), for stacking with other agents'.
@@ -511,21 +498,9 @@ class Actor(nn.Module):
         if (obs_dim, act_dim) == (self.obs_dim, self.act_dim):
             return self.layers()
         pad_in, pad_out = (0, obs_dim - self.obs_dim), (0, act_dim - self.act_dim)
-        return (
-            F.pad(self.obs_mask, pad_in),
-            F.pad(self.input_norm.weight, pad_in),
-            F.pad(self.input_norm.bias, pad_in),
-            F.pad(self.fc1.weight, pad_in),
-            self.fc1.bias,
-            self.norm1.weight,
-            self.norm1.bias,
-            self.fc2.weight,
-            self.fc2.bias,
-            self.norm2.weight,
-            self.norm2.bias,
-            F.pad(self.fc_logits.weight, (0, 0, *pad_out)),
-            F.pad(self.fc_logits.bias, pad_out),
-        )
+        *input_side, w_logits, b_logits = self.layers()  # the first four take obs_dim features, the last two act_dim
+        padded_input = [F.pad(tensor, pad_in) if k < 4 else tensor for k, tensor in enumerate(input_side)]
+        return (*padded_input, F.pad(w_logits, (0, 0, *pad_out)), F.pad(b_logits, pad_out))
 
     def forward(self, obs: torch.Tensor, deterministic: bool = False, action_mask: Optional[torch.Tensor] = None):
         """obs [..., obs_dim] (padding beyond obs_dim is ignored), action_mask [..., act_dim] (None: all)
@@ -794,7 +769,7 @@ class Learner(NamedTuple):
     qf_target: SoftQNetwork
     q_optimizer: optim.Optimizer
     log_alphas: list  # one scalar tensor per agent
-    actor_loss: str  # "gumbel" (straight-through Gumbel-Softmax) or "expected" (exact over own actions)
+    actor_loss: Literal["gumbel", "expected"]  # straight-through Gumbel-Softmax, or exact over own actions
     alpha_optimizers: Optional[list]  # None: fixed temperature
     target_entropies: list  # target_entropy_scale * log|A^i|: the targets when every action is available
     action_mask: torch.Tensor  # [N, 1, act_dim]
@@ -1048,19 +1023,8 @@ def load_checkpoint(path: str, device: torch.device):
 
 def check_args(args: Args):
     """Bad flag combinations end the run with one line naming what is valid."""
-    positive = (
-        "total_timesteps",
-        "num_envs",
-        "buffer_size",
-        "batch_size",
-        "train_interval",
-        "gradient_steps",
-        "n_step",
-        "hidden_dim",
-        "eval_interval",
-        "eval_episodes",
-    )
-    for name in positive:
+    positive = ("total_timesteps", "num_envs", "buffer_size", "batch_size", "train_interval", "gradient_steps", "n_step")
+    for name in positive + ("hidden_dim", "eval_interval", "eval_episodes"):
         if getattr(args, name) <= 0:
             raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     if not 0 < args.tau <= 1:
@@ -1084,19 +1048,9 @@ def check_args(args: Args):
             f"--total-timesteps ({args.total_timesteps}) must exceed --learning-starts ({args.learning_starts}), "
             "or nothing is trained"
         )
-    if args.actor_loss not in ("gumbel", "expected"):
-        raise ValueError(f"unknown --actor-loss {args.actor_loss!r}; valid: gumbel, expected")
-    if args.matmul_precision not in ("highest", "high", "medium"):
-        raise ValueError(f"unknown --matmul-precision {args.matmul_precision!r}; valid: highest, high, medium")
     if args.cuda and not torch.cuda.is_available():
         raise ValueError("--cuda was given but torch.cuda.is_available() is False; drop --cuda to train on the CPU")
     # SMAC specific
-    if args.backend not in BACKENDS:
-        raise ValueError(f"unknown --backend {args.backend!r}; valid: {', '.join(BACKENDS)}")
-    if args.state_type not in ("EP", "FP"):
-        raise ValueError(
-            f"unknown --state-type {args.state_type!r}; valid: EP (the env's state), FP (state plus each agent's own features)"
-        )
     if args.huber_delta <= 0:
         raise ValueError(f"--huber-delta must be positive, got {args.huber_delta}")
     if not 0 <= args.target_entropy_scale <= 1:
@@ -1326,16 +1280,12 @@ if __name__ == "__main__":
                                 "stopping instead of training on it (try lower learning rates)"
                             )
 
-                writer.add_scalar("losses/qf1_values", metrics["qf1_values"].item(), global_step)
-                writer.add_scalar("losses/qf1_loss", metrics["qf1_loss"].item(), global_step)
-                writer.add_scalar("losses/qf2_loss", metrics["qf2_loss"].item(), global_step)
-                writer.add_scalar("losses/actor_loss", metrics["actor_loss"].item(), global_step)
-                writer.add_scalar("losses/entropy", metrics["entropy"].item(), global_step)
+                for name in ("qf1_values", "qf1_loss", "qf2_loss", "actor_loss", "entropy", "alpha_loss"):
+                    if metrics[name] is not None:  # alpha_loss: None with a fixed temperature
+                        writer.add_scalar(f"losses/{name}", metrics[name].item(), global_step)
                 writer.add_scalar("losses/alpha", metrics["alphas"].mean().item(), global_step)
                 for i, alpha in enumerate(metrics["alphas"].tolist()):
                     writer.add_scalar(f"losses/alpha/agent_{i}", alpha, global_step)
-                if metrics["alpha_loss"] is not None:
-                    writer.add_scalar("losses/alpha_loss", metrics["alpha_loss"].item(), global_step)
 
             if global_step // progress_interval > (global_step - args.num_envs) // progress_interval:
                 now = time.time()

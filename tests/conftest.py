@@ -102,6 +102,17 @@ def assert_one_line_error(result: subprocess.CompletedProcess, expected: list, c
     assert not (cwd / "runs").exists()
 
 
+def assert_choice_error(result: subprocess.CompletedProcess, flag: str, value: str, choices: list, cwd: Path):
+    """A value outside a `Literal` flag's choices: tyro's usage error (exit 2) names the flag, the value and every
+    valid choice, with no traceback, before any run directory is written."""
+    assert result.returncode == 2, result.stdout + result.stderr
+    output = " ".join((result.stdout + result.stderr).split())  # tyro wraps its message in a box across lines
+    assert "Traceback" not in output
+    for text in ("invalid choice", f"'{value}'", flag, *(f"'{choice}'" for choice in choices)):
+        assert text in output, (text, output)
+    assert not (cwd / "runs").exists()
+
+
 def run_dir(cwd: Path) -> Path:
     """The single run directory a script wrote under `cwd/runs`."""
     dirs = sorted(p for p in (cwd / "runs").iterdir() if p.is_dir())

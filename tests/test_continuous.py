@@ -12,7 +12,17 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import MINI, TINY, assert_finite_series, assert_ok, assert_one_line_error, read_scalars, run_dir, run_script
+from conftest import (
+    MINI,
+    TINY,
+    assert_choice_error,
+    assert_finite_series,
+    assert_ok,
+    assert_one_line_error,
+    read_scalars,
+    run_dir,
+    run_script,
+)
 from torch.distributions import AffineTransform, Normal, TanhTransform, TransformedDistribution
 
 import hasac_continuous as hc
@@ -770,12 +780,16 @@ def test_load_checkpoint_restores_exact_weights(tmp_path):
         ),
         (["--env-id", "simple_spread_v3", "--agent-obsk", "1"], ["--agent-obsk", "MaMuJoCo"]),
         (["--eval-checkpoint", "missing.cleanrl_model"], ["cannot load checkpoint", "missing.cleanrl_model"]),
-        (["--matmul-precision", "low"], ["unknown --matmul-precision 'low'", "highest, high, medium"]),
     ],
 )
 def test_bad_input_one_line_error(tmp_path, args, expected):
     result = run_script(tmp_path, *args, *MINI)
     assert_one_line_error(result, expected, tmp_path)
+
+
+def test_bad_choice_names_the_choices(tmp_path):
+    result = run_script(tmp_path, "--matmul-precision", "low", *MINI)
+    assert_choice_error(result, "--matmul-precision", "low", ["highest", "high", "medium"], tmp_path)
 
 
 def test_share_param_on_homogeneous_mamujoco_trains(tmp_path):

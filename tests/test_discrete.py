@@ -18,6 +18,7 @@ from conftest import (
     MINI,
     ROOT,
     TINY,
+    assert_choice_error,
     assert_finite_series,
     assert_ok,
     assert_one_line_error,
@@ -574,11 +575,6 @@ def test_save_model_then_eval_checkpoint(matrix_run):
         (["--env-id", "academy_corner"], ["gfootball", "pip install gfootball", "apt-get install"]),
         (["--env-id", "matrix-game", "--target-entropy-scale", "1.5"], ["--target-entropy-scale", "[0, 1]"]),
         (
-            ["--env-id", "matrix-game", "--matmul-precision", "bf16"],
-            ["unknown --matmul-precision 'bf16'", "highest, high, medium"],
-        ),
-        (["--env-id", "matrix-game", "--actor-loss", "exact"], ["unknown --actor-loss 'exact'", "gumbel, expected"]),
-        (
             ["--env-id", "simple_speaker_listener_v4", "--share-param"],
             ["--share-param", "obs dims [3, 11]", "action dims [3, 5]"],
         ),
@@ -587,6 +583,15 @@ def test_save_model_then_eval_checkpoint(matrix_run):
 def test_bad_input_one_line_error(tmp_path, args, expected):
     result = run_script(tmp_path, *args, *MINI, script=DISCRETE)
     assert_one_line_error(result, expected, tmp_path)
+
+
+@pytest.mark.parametrize(
+    "flag, value, choices",
+    [("--matmul-precision", "bf16", ["highest", "high", "medium"]), ("--actor-loss", "exact", ["gumbel", "expected"])],
+)
+def test_bad_choice_names_the_choices(tmp_path, flag, value, choices):
+    result = run_script(tmp_path, "--env-id", "matrix-game", flag, value, *MINI, script=DISCRETE)
+    assert_choice_error(result, flag, value, choices, tmp_path)
 
 
 def test_eval_checkpoint_of_a_non_checkpoint_or_another_scripts_checkpoint(tmp_path):

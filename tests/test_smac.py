@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from conftest import (
     ROOT,
     SUBPROCESS_ENV,
+    assert_choice_error,
     assert_finite_series,
     assert_ok,
     assert_one_line_error,
@@ -581,11 +582,8 @@ def test_value_norm_and_huber_loss():
             ["--env-id", "3m", "--backend", "sc2"],
             ["pip install git+https://github.com/oxwhirl/smac.git", "StarCraft II", "unrelated"],
         ),
-        (["--backend", "pysc2"], ["unknown --backend 'pysc2'", "smax, sc2"]),
-        (["--state-type", "AS"], ["unknown --state-type 'AS'", "EP", "FP"]),
         (["--capture-video"], ["--capture-video is not supported"]),
         (["--target-entropy-scale", "2"], ["--target-entropy-scale", "[0, 1]"]),
-        (["--matmul-precision", "tf32"], ["unknown --matmul-precision 'tf32'", "highest, high, medium"]),
     ],
 )
 def test_bad_input_one_line_error(tmp_path, args, expected):
@@ -594,6 +592,20 @@ def test_bad_input_one_line_error(tmp_path, args, expected):
         pytest.skip("SMAC is installed here")
     result = run_script(tmp_path, *args, *SMAC_TINY, script=SMAC)
     assert_one_line_error(result, expected, tmp_path)
+
+
+@pytest.mark.parametrize(
+    "flag, value, choices",
+    [
+        ("--backend", "pysc2", ["smax", "sc2"]),
+        ("--state-type", "AS", ["EP", "FP"]),
+        ("--matmul-precision", "tf32", ["highest", "high", "medium"]),
+        ("--actor-loss", "exact", ["gumbel", "expected"]),
+    ],
+)
+def test_bad_choice_names_the_choices(tmp_path, flag, value, choices):
+    result = run_script(tmp_path, flag, value, *SMAC_TINY, script=SMAC)
+    assert_choice_error(result, flag, value, choices, tmp_path)
 
 
 # ---------------------------------------------------------------------------------------------
