@@ -19,6 +19,7 @@ stable-baselines3.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import math
 import os
@@ -119,7 +120,7 @@ class Args:
     compile: bool = False
     """if toggled, torch.compile the update and the acting step (as in LeanRL)"""
     cudagraphs: bool = False
-    """if toggled, capture the update and the acting step in CUDA graphs (GPU only, as in LeanRL)"""
+    """if toggled, capture the update and the acting step in CUDA graphs (tensordict's CudaGraphModule, as LeanRL; GPU only)"""
 
 
 # TRY NOT TO MODIFY: environments behind one batched interface, all tensors on the device
@@ -593,10 +594,12 @@ def critic_step(learner: Learner, batch: Batch):
 
 def actor_step(learner: Learner, batch: Batch, actions, alphas, state_features, agents: slice, resample: bool):
     """One step of Eq. 10 for the one agent in the slice `agents` (slicing keeps its agent axis: [B, 1, ...]),
-    then its temperature; with `resample`, its entries of `actions` [B, N, act_dim] are re-drawn in place from the
-    updated policy for the agents after it. Its actions at s are drawn afresh, so with --share-param each agent's step
-    sees the shared actor as the earlier agents' steps left it.
-    Returns (actor loss, temperature losses [G] or None, entropy). The critic is frozen by the caller.
+    then its temperature; with `resample`, a copy of `actions` [B, N, act_dim] with its entries re-drawn from the
+    updated policy, for the agents after it (a copy: a CUDA graph's in-place writes to its inputs reach only the
+    graph's own copies). Its actions at s are drawn afresh, so with --share-param each agent's step sees the shared
+    actor as the earlier agents' steps left it.
+    Returns (actor loss, temperature losses [G] or None, entropy, the new actions or None). The critic is frozen by
+    the caller.
     """
     policy = learner.policy_of_agent[agents.start]
     actor = learner.actors[policy]
@@ -617,9 +620,10 @@ def actor_step(learner: Learner, batch: Batch, actions, alphas, state_features, 
             alpha_losses.append(temperature_loss.detach())
     if resample:  # later agents act against this agent's updated policy
         with torch.no_grad():
-            resampled, _ = actor(batch.obs[:, agents])
-            actions[:, agents, : actor.act_dim] = resampled
-    return loss.detach(), torch.stack(alpha_losses) if alpha_losses else None, -new_log_probs.detach().mean()
+            actions = actions.clone()
+            actions[:, agents, : actor.act_dim] = actor(batch.obs[:, agents])[0]
+    entropy = -new_log_probs.detach().mean()
+    return loss.detach(), torch.stack(alpha_losses) if alpha_losses else None, entropy, actions if resample else None
 
 
 def hasac_update_with(critic_step_fn, actor_step_fn, learner: Learner, batch: Batch, agent_order, tau: float) -> dict:
@@ -634,9 +638,10 @@ def hasac_update_with(critic_step_fn, actor_step_fn, learner: Learner, batch: Ba
     learner.qf.requires_grad_(False)
     actor_losses, alpha_losses, entropies = [], [], []
     for step, agents in enumerate(groups):
-        loss, temperature_losses, entropy = actor_step_fn(
+        loss, temperature_losses, entropy, resampled = actor_step_fn(
             learner, batch, actions, alphas, state_features, agents, step < len(groups) - 1
         )
+        actions = actions if resampled is None else resampled
         actor_losses.append(loss)
         entropies.append(entropy)
         if temperature_losses is not None:
@@ -710,83 +715,6 @@ def act(learner: Learner, obs: torch.Tensor, deterministic: bool = False) -> tor
     return actions.transpose(0, 1)
 
 
-def capture_cuda_graph(fn, pool=None):
-    """Run `fn` a few times on a side stream (lazy state such as optimiser moments and
-    compiled kernels comes into being outside the graph), then capture one call.
-    Returns (graph, the call's outputs: static tensors that every replay rewrites)."""
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):
-        for _ in range(3):
-            fn()
-    torch.cuda.current_stream().wait_stream(stream)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph, pool=pool):
-        outputs = fn()
-    return graph, outputs
-
-
-class CudaGraphUpdate:
-    """`critic_step` and every `actor_step` variant (agent group, resample or not) as CUDA
-    graphs, captured on the first update and replayed after, as LeanRL's --cudagraphs does:
-    a replay launches a whole step at once instead of hundreds of small kernels. Each
-    update's batch is copied into the captured input tensors first; parameters and optimiser
-    states are updated in place, so the graphs always read the current ones.
-    The capture's warm-up calls really train; everything they changed is put back, so the
-    first replayed update is the first update."""
-
-    def __init__(self, learner: Learner, critic_fn, actor_fn):
-        self.learner, self.critic_fn, self.actor_fn = learner, critic_fn, actor_fn
-        self.batch = None
-
-    def _capture(self, batch: Batch):
-        learner, n_agents = self.learner, len(self.learner.policy_of_agent)
-        optimizers = [*learner.actor_optimizers, learner.q_optimizer, *(learner.alpha_optimizers or [])]
-        tensors = [p for m in [*learner.actors, learner.qf, learner.qf_target] for p in m.parameters()] + list(
-            learner.log_alphas
-        )
-        saved = [t.detach().clone() for t in tensors]
-        rng = torch.cuda.get_rng_state()
-        self.batch = Batch(*(t.clone() for t in batch))
-        pool = torch.cuda.graph_pool_handle()
-        self.critic_graph, self.critic_outputs = capture_cuda_graph(lambda: self.critic_fn(learner, self.batch), pool)
-        actions, alphas, state_features = self.critic_outputs[:3]
-        keys = [(i, i + 1, resample) for i in range(n_agents) for resample in (True, False)]
-        learner.qf.requires_grad_(False)
-        self.actor_graphs = {
-            key: capture_cuda_graph(
-                lambda key=key: self.actor_fn(
-                    learner, self.batch, actions, alphas, state_features, slice(key[0], key[1]), key[2]
-                ),
-                pool,
-            )
-            for key in keys
-        }
-        learner.qf.requires_grad_(True)
-        with torch.no_grad():  # undo the warm-up's training: fresh optimiser states, the weights from before
-            for tensor, value in zip(tensors, saved):
-                tensor.copy_(value)
-            for optimizer in optimizers:
-                for state in optimizer.state.values():
-                    for value in state.values():
-                        if isinstance(value, torch.Tensor):
-                            value.zero_()
-        torch.cuda.set_rng_state(rng)
-
-    def critic(self, learner: Learner, batch: Batch):
-        if self.batch is None:
-            self._capture(batch)
-        for static, new in zip(self.batch, batch):
-            static.copy_(new)
-        self.critic_graph.replay()
-        return self.critic_outputs
-
-    def actor(self, learner: Learner, batch: Batch, actions, alphas, state_features, agents: slice, resample: bool):
-        graph, outputs = self.actor_graphs[(agents.start, agents.stop, resample)]  # slices are unhashable before Python 3.12
-        graph.replay()
-        return outputs
-
-
 def make_update(learner: Learner, compile: bool = False, cudagraphs: bool = False):
     """-> update(batch, agent_order, tau) -> metrics: `hasac_update` eager, with both halves
     torch.compile'd, as CUDA-graph replays, or both (LeanRL's --compile / --cudagraphs).
@@ -803,8 +731,27 @@ def make_update(learner: Learner, compile: bool = False, cudagraphs: bool = Fals
         torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, limit)
         critic_fn, actor_fn = torch.compile(critic_step), torch.compile(actor_step)
     if cudagraphs:
-        graphs = CudaGraphUpdate(learner, critic_fn, actor_fn)
-        critic_fn, actor_fn = graphs.critic, graphs.actor
+        # tensordict's CudaGraphModule (as in LeanRL) replaces a hand-written capture: it runs the first calls, captures
+        # one and replays it after, each call one real update. A graph fixes its non-tensor arguments, so each agent's
+        # step, with and without resampling, is a graph of its own. Without CUDA it warns and calls the step directly.
+        from tensordict.nn import CudaGraphModule  # only --cudagraphs needs tensordict: the script runs without it
+
+        warmup = 3  # calls before the capture: a compiled step needs them to finish compiling (tensordict's advice)
+        critic_graph = CudaGraphModule(functools.partial(critic_fn, learner), warmup=warmup)
+        actor_graphs = {
+            (i, resample): CudaGraphModule(
+                functools.partial(actor_fn, learner, agents=slice(i, i + 1), resample=resample), warmup=warmup
+            )
+            for i in range(len(learner.policy_of_agent))
+            for resample in (True, False)
+        }
+
+        def critic_fn(learner, batch):
+            return critic_graph(batch)
+
+        def actor_fn(learner, batch, actions, alphas, state_features, agents, resample):
+            return actor_graphs[agents.start, resample](batch, actions, alphas, state_features)
+
     return lambda batch, agent_order, tau: hasac_update_with(critic_fn, actor_fn, learner, batch, agent_order, tau)
 
 
@@ -812,20 +759,12 @@ def make_act(learner: Learner, compile: bool = False, cudagraphs: bool = False):
     """-> policy(obs [E, N, obs_dim]) -> actions [E, N, act_dim]: `act`, compiled and/or as a CUDA-graph replay."""
     if compile:
         torch._inductor.config.fallback_random = True  # the same noise as eager
-    act_fn = torch.compile(act) if compile else act
-    if not cudagraphs:
-        return lambda obs: act_fn(learner, obs)
-    captured = {}
+    policy = functools.partial(torch.compile(act) if compile else act, learner)
+    if cudagraphs:
+        from tensordict.nn import CudaGraphModule  # see make_update
 
-    def replay(obs: torch.Tensor) -> torch.Tensor:
-        if not captured:
-            captured["obs"] = obs.clone()
-            captured["graph"], captured["actions"] = capture_cuda_graph(lambda: act_fn(learner, captured["obs"]))
-        captured["obs"].copy_(obs)
-        captured["graph"].replay()
-        return captured["actions"].clone()
-
-    return replay
+        policy = CudaGraphModule(policy, warmup=3)
+    return policy
 
 
 class ReplayBuffer:

@@ -252,6 +252,69 @@ def test_compile_gives_the_eager_update():
     torch.testing.assert_close(isaacgym.make_act(compiled, compile=True)(obs), expected_actions, rtol=1e-4, atol=1e-5)
 
 
+def _two_agent_spec():
+    """Two agents of different observation and action sizes (the padding paths), as in the --compile test."""
+    return SimpleNamespace(
+        n_agents=2,
+        obs_dims=[5, 3],
+        act_dims=[2, 1],
+        obs_dim=5,
+        act_dim=2,
+        state_dim=6,
+        action_low=torch.tensor([[-1.0, -1.0], [0.0, 0.0]]),
+        action_high=torch.tensor([[1.0, 1.0], [2.0, 0.0]]),
+        action_mask=torch.tensor([[True, True], [True, False]]),
+        obs_index=torch.tensor([[0, 1, 2, 3, 4], [3, 4, 5, 6, 6]]),
+    )
+
+
+def _assert_wrapped_is_eager(device, compile, steps, tolerance):
+    """make_update / make_act with --cudagraphs (and --compile or not) against eager `hasac_update` / `act` from the
+    same weights, batches, agent orders and seeds. The order alternates, so each agent's step runs both with and without
+    resampling; `steps` updates take each of those steps through its warm-up calls, the capture and replays."""
+    spec = _two_agent_spec()
+    torch.manual_seed(0)
+    eager = isaacgym.build_learner(spec, isaacgym.Args(hidden_dim=16, cudagraphs=device.type == "cuda"), device)
+    wrapped = copy.deepcopy(eager)
+    wrapped_update, policy = isaacgym.make_update(wrapped, compile, True), isaacgym.make_act(wrapped, compile, True)
+    for step in range(steps):
+        batch = isaacgym.Batch(*(t.to(device) for t in _random_batch(spec, batch_size=32, seed=step)))
+        order = [1, 0] if step % 2 else [0, 1]
+        torch.manual_seed(100 + step)
+        expected = isaacgym.hasac_update(eager, batch, order, 0.05)
+        torch.manual_seed(100 + step)
+        got = wrapped_update(batch, order, 0.05)
+        for a, b in zip(_all_tensors(wrapped), _all_tensors(eager)):
+            torch.testing.assert_close(a, b, **tolerance)
+        for name in ("qf1_loss", "qf2_loss", "qf1_values", "actor_loss", "alpha_loss", "entropy"):
+            torch.testing.assert_close(got[name], expected[name], **tolerance)
+    obs = torch.randn(7, 2, 5, device=device)
+    for seed in range(4):  # the replays too must draw fresh noise, eager's
+        torch.manual_seed(seed)
+        expected_actions = isaacgym.act(eager, obs)
+        torch.manual_seed(seed)
+        torch.testing.assert_close(policy(obs), expected_actions, **tolerance)
+
+
+def test_cudagraphs_wiring_without_cuda_gives_the_eager_update(monkeypatch):
+    """Without CUDA, tensordict's CudaGraphModule warns and calls each wrapped step directly, on copies of its inputs,
+    as its graphs would: --cudagraphs' wiring (the learner bound, not an input; the resampled actions returned, not
+    written into an input) must give eager's numbers bit for bit. No graph is captured here: see the CUDA test."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the pass-through, also where a GPU exists
+    with pytest.warns(UserWarning, match="without CUDA"):
+        _assert_wrapped_is_eager(torch.device("cpu"), compile=False, steps=4, tolerance=dict(rtol=0, atol=0))
+
+
+@pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="--cudagraphs needs a CUDA GPU (CUDA graphs do not exist on the CPU)"
+)
+@pytest.mark.parametrize("compile", [False, True])
+def test_cudagraphs_give_the_eager_update(compile):
+    """--cudagraphs, alone and with --compile: eager's numbers through the warm-up calls, the capture and the replays
+    (same seeds; CUDA graphs replay the generator's next draws, and inductor's fallback_random draws eager's)."""
+    _assert_wrapped_is_eager(torch.device("cuda"), compile, steps=10, tolerance=dict(rtol=1e-4, atol=1e-5))
+
+
 def _reference_n_step(history, n_step, gamma):
     """Independent n-step targets from one env's list of valid transitions (dicts), oldest first."""
     out = []
