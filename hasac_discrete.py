@@ -708,9 +708,10 @@ def build_learner(envs: MultiAgentVecEnv, args: Args, device: torch.device) -> L
     log_alphas = [
         torch.full((), float(np.log(args.alpha)), device=device, requires_grad=args.autotune) for _ in range(envs.n_agents)
     ]
+    policy_of_agent = [0] * envs.n_agents if args.share_param else list(range(envs.n_agents))
     return Learner(
         actors=actors,
-        policy_of_agent=[0] * envs.n_agents if args.share_param else list(range(envs.n_agents)),
+        policy_of_agent=policy_of_agent,
         actor_optimizers=[optim.Adam(actor.parameters(), lr=args.policy_lr, fused=True) for actor in actors],
         qf=qf,
         qf_target=qf_target,
@@ -1045,7 +1046,7 @@ if __name__ == "__main__":
     start_time = time.time()
     obs, state, avail = envs.reset(seed=args.seed)
     episode_return, episode_length = np.zeros(args.num_envs), np.zeros(args.num_envs, dtype=int)
-    global_step, last_eval, exit_status = 0, 0, 0
+    global_step, last_eval, metrics, exit_status = 0, 0, None, 0
     recent_returns, progress_step, progress_time = collections.deque(maxlen=args.num_envs), 0, start_time
     progress_interval = max(args.num_envs, min(10_000, args.total_timesteps // 10))  # env steps between progress lines
     try:
@@ -1090,6 +1091,8 @@ if __name__ == "__main__":
 
             # ALGO LOGIC: training.
             if global_step > args.learning_starts and iteration % args.train_interval == 0:
+                if metrics is None:
+                    print(f"global_step={global_step}, warm-up done: training starts")
                 for _ in range(args.gradient_steps):
                     data = rb.sample(args.batch_size)
                     batch_obs, batch_state = unpack(data.observations)

@@ -6,7 +6,7 @@ joint action) and one tanh-squashed Gaussian actor per agent, updated one agent 
 other in a random order against the already-updated agents' new actions (Algorithm 2).
 This variant keeps everything on one device: thousands of envs step as batched tensors, the
 replay buffer is preallocated tensors there, and the training loop never waits on the host
-except to log. Section 5.1 / Appendix H.2.4 of the paper (Bi-DexHands).
+except to log. Section 5.1, Figures 3b-d and 7, Appendix H.2.1 of the paper (Bi-DexHands).
 
     python hasac_isaacgym.py --env-id transport
     python hasac_isaacgym.py --env-id balance --num-envs 1024 --compile
@@ -980,6 +980,7 @@ if __name__ == "__main__":
 
     # TRY NOT TO MODIFY: seeding
     random.seed(args.seed)
+    np.random.seed(args.seed)
     torch.manual_seed(args.seed)
     torch.backends.cudnn.deterministic = args.torch_deterministic
     torch.set_float32_matmul_precision(args.matmul_precision)

@@ -4,7 +4,7 @@ Heterogeneous-Agent Soft Actor-Critic (Liu et al., "Maximum Entropy Heterogeneou
 Reinforcement Learning", ICLR 2024): a centralised twin soft Q-function on (global state,
 one-hot joint action) and one categorical actor per agent, trained with straight-through
 Gumbel-Softmax and updated one agent after the other in a random order against the
-already-updated agents' new actions (Algorithm 2). SMAC is the paper's Section 5 / Figure 6
+already-updated agents' new actions (Algorithm 2). SMAC is the paper's Section 5, Table 1, Figure 9
 (Appendix H.2.3 for the per-map settings). On top of hasac_discrete.py: per-state available
 actions, dead agents masked out of their actor and temperature losses, the agent-specific
 critic state (FP), Huber loss and value normalisation, and the win rate.
@@ -893,9 +893,10 @@ def build_learner(envs: SMAXVecEnv, args: Args, device: torch.device) -> Learner
     log_alphas = [
         torch.full((), float(np.log(args.alpha)), device=device, requires_grad=args.autotune) for _ in range(envs.n_agents)
     ]
+    policy_of_agent = [0] * envs.n_agents if args.share_param else list(range(envs.n_agents))
     return Learner(
         actors=actors,
-        policy_of_agent=[0] * envs.n_agents if args.share_param else list(range(envs.n_agents)),
+        policy_of_agent=policy_of_agent,
         actor_optimizers=[optim.Adam(actor.parameters(), lr=args.policy_lr, fused=True) for actor in actors],
         qf=qf,
         qf_target=qf_target,

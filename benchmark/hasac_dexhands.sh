@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # HASAC on the nine Bi-DexHands tasks of Liu et al., "Maximum Entropy Heterogeneous-Agent
-# Reinforcement Learning" (ICLR 2024): Section 5.1, Figure 6, Appendix H.2.4, with the
+# Reinforcement Learning" (ICLR 2024): Section 5.1, Figures 3b-d and 7, Appendix H.2.1, with the
 # official per-task HASAC configs (temperature, gamma, episode length, env steps; every task:
 # n-step 20, lr 5e-4 / 5e-4, batch 1000, buffer 1e6, 20 envs, 50 updates every 50 loop steps,
 # 10,000 warm-up steps). Needs Isaac Gym Preview 4, DexterousHands and an NVIDIA GPU.

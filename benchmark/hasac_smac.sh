@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # HASAC on the StarCraft Multi-Agent Challenge maps of Liu et al., "Maximum Entropy
-# Heterogeneous-Agent Reinforcement Learning" (ICLR 2024): Section 5, Figure 6 (Appendix H.2.3),
+# Heterogeneous-Agent Reinforcement Learning" (ICLR 2024): Section 5, Table 1, Figure 9 (Appendix H.2.3),
 # with the official per-map hyperparameters.
 #
 # Usage (from anywhere):   bash benchmark/hasac_smac.sh

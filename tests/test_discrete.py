@@ -170,31 +170,6 @@ def test_hasac_with_temperature_one_escapes_to_cc(seed):
 # ---------------------------------------------------------------------------------------------
 # 3. parity with hasac_continuous.py: the shared pieces
 # ---------------------------------------------------------------------------------------------
-SHARED = [
-    "critic_target",
-    "actor_loss",
-    "alpha_loss",
-    "soft_update",
-    "SoftQNetwork",
-    "Batch",
-    "linear",
-    "stack_actor_weights",
-    "save_checkpoint",
-    "check_args",
-    "render_video",
-    "transition_to_store",
-    "training_rng_preserved",
-    "episode_shares",
-    "make_run_dir",
-    "progress_line",
-]
-
-
-@pytest.mark.parametrize("name", SHARED)
-def test_shared_parts_are_textually_identical(name):
-    assert inspect.getsource(getattr(hd, name)) == inspect.getsource(getattr(hc, name))
-
-
 def test_update_is_the_continuous_one_plus_the_expected_loss():
     """hasac_update is the continuous script's, line for line, with only lines added, and the added lines are the
     --actor-loss expected branch (so the continuous script's float64 tests check the gumbel path's numbers)."""

@@ -4,7 +4,6 @@ against eager, the on-device n-step replay buffer, the VMAS adapter and bad inpu
 import ast
 import copy
 import importlib
-import inspect
 import random
 import re
 from types import SimpleNamespace
@@ -91,30 +90,6 @@ def test_script_parses_as_python_38():
         with pytest.raises(SyntaxError):
             ast.parse(newer, feature_version=(3, 8))
     ast.parse(ISAACGYM.read_text(), feature_version=(3, 8))
-
-
-SHARED = [
-    "linear",
-    "Actor",
-    "stack_actor_weights",
-    "sample_actions",
-    "SoftQNetwork",
-    "Batch",
-    "critic_target",
-    "actor_loss",
-    "alpha_loss",
-    "soft_update",
-    "Learner",
-    "act",
-    "save_checkpoint",
-    "training_rng_preserved",
-    "make_run_dir",
-]
-
-
-@pytest.mark.parametrize("name", SHARED)
-def test_shared_pieces_have_identical_source(name):
-    assert inspect.getsource(getattr(isaacgym, name)) == inspect.getsource(getattr(continuous, name))
 
 
 def _vmas_spec(scenario="transport", num_envs=4):

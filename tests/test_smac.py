@@ -272,23 +272,6 @@ def test_loss_and_time_limit_detection(smax_3m):
 # ---------------------------------------------------------------------------------------------
 # 3. parity with hasac_discrete.py
 # ---------------------------------------------------------------------------------------------
-SHARED_WITH_DISCRETE = [
-    "linear",
-    "layer_norm",
-    "stack_actor_weights",
-    "masked_logits",
-    "sample_actions",
-    "soft_update",
-    "random_available_actions",
-    "act",
-]
-
-
-@pytest.mark.parametrize("name", SHARED_WITH_DISCRETE)
-def test_discrete_machinery_is_textually_identical(name):
-    assert inspect.getsource(getattr(hs, name)) == inspect.getsource(getattr(hd, name))
-
-
 @pytest.mark.parametrize("method", ["__init__", "layers", "padded_layers"])
 def test_actor_is_textually_identical(method):
     assert inspect.getsource(getattr(hs.Actor, method)) == inspect.getsource(getattr(hd.Actor, method))
