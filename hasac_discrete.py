@@ -110,7 +110,7 @@ class Args:
     """evaluate (and with --capture-video, record) a saved `.cleanrl_model` instead of training"""
 
 
-# TRY NOT TO MODIFY: environments behind one batched interface
+# ENVIRONMENTS: the place to edit when adding one. Every env sits behind one batched interface
 # reset(seed) -> obs [E, N, obs_dim], state [E, S], avail [E, N, act_dim] (True: the agent may take it)
 # step(actions [E, N, act_dim] one-hot) -> obs, state, avail, reward [E], terminated [E], truncated [E], info
 MATRIX_GAME = "matrix-game"
@@ -1095,17 +1095,10 @@ if __name__ == "__main__":
                     print(f"global_step={global_step}, warm-up done: training starts")
                 for _ in range(args.gradient_steps):
                     data = rb.sample(args.batch_size)
-                    batch_obs, batch_state = unpack(data.observations)
-                    batch_next_obs, batch_next_state = unpack(data.next_observations)
+                    (obs_b, state_b), (next_obs_b, next_state_b) = unpack(data.observations), unpack(data.next_observations)
+                    actions_b = data.actions.view(-1, n_agents, act_dim)
                     batch = Batch(
-                        batch_obs,
-                        batch_state,
-                        data.actions.view(-1, n_agents, act_dim),
-                        data.rewards,
-                        batch_next_obs,
-                        batch_next_state,
-                        data.dones,
-                        data.discounts,
+                        obs_b, state_b, actions_b, data.rewards, next_obs_b, next_state_b, data.dones, data.discounts
                     )
                     agent_order = np.arange(n_agents) if args.fixed_order else np.random.permutation(n_agents)
                     metrics = hasac_update(learner, batch, agent_order, args.tau)

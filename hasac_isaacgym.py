@@ -123,7 +123,7 @@ class Args:
     """if toggled, capture the update and the acting step in CUDA graphs (tensordict's CudaGraphModule, as LeanRL; GPU only)"""
 
 
-# TRY NOT TO MODIFY: environments behind one batched interface, all tensors on the device
+# ENVIRONMENTS: the place to edit when adding one. Every env sits behind one batched interface, all tensors on the device
 # reset(seed) -> obs [E, N, obs_dim], state [E, S], avail None
 # step(actions [E, N, act_dim]) -> obs, state, avail, reward [E], terminated [E], truncated [E], info
 # info["final_state"] [E, S] is the true next state (before any reset) and info["valid"] [E] says

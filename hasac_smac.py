@@ -125,7 +125,7 @@ class Args:
     """evaluate a saved `.cleanrl_model` instead of training"""
 
 
-# TRY NOT TO MODIFY: environments behind one batched interface (SMAC's, batched over envs)
+# ENVIRONMENTS: the place to edit when adding one. Every env sits behind one batched interface (SMAC's, batched over envs)
 # reset(seed) -> obs [E, N, obs_dim], state [E, S], avail [E, N, act_dim] (True: the agent may take it)
 # step(actions [E, N, act_dim] one-hot) -> obs, state, avail, reward [E], terminated [E], truncated [E], info
 # All torch tensors on the CPU. Finished envs reset at once; info holds the true final
