@@ -120,37 +120,20 @@ MATRIX_ACTIONS = "ABC"
 MATRIX_INIT_POLICY = (0.6, 0.2, 0.2)  # the paper's start, biased toward the suboptimal equilibrium (A, A)
 # The common defaults (10M steps, 10k warm-up, [256, 256] nets) would take hours on a one-step
 # game; these apply to every flag not given on the command line (see parse_args), and the run takes about a minute.
-# 20k steps (about 2000 updates) let --actor-loss expected settle at its fixed point under a fixed temperature: at 6k
-# it is still on the way (alpha 15: pi_C 0.60 against the QRE's 0.737; at 20k, 0.737). The critic learns faster than
-# the actors (q_lr 1e-2 against 3e-3), so that they follow its estimate of the payoff: with equal rates the actors first
-# step on a barely trained critic, whose Q is near 0 everywhere, and the entropy term alone pulls them toward uniform;
-# at alpha 5, one seed in three then crossed into the basin of (C, C) instead of the QRE at (A, A).
-MATRIX_GAME_DEFAULTS = dict(
-    total_timesteps=20_000,
-    num_envs=10,
-    learning_starts=100,
-    buffer_size=1000,
-    train_interval=10,
-    gradient_steps=10,
-    batch_size=128,
-    hidden_dim=64,
-    policy_lr=3e-3,
-    q_lr=1e-2,
-    eval_interval=500,
-    eval_episodes=10,
-)
+# The actors learn slower than the critic (policy_lr 1e-3 against q_lr 3e-3), so that they follow its estimate of the
+# payoff (two timescales): with equal rates the actors first step on a barely trained critic, whose Q is near 0
+# everywhere, the entropy term alone pulls them toward uniform, and at alpha 5 one seed in three crossed into the basin
+# of (C, C) instead of the QRE at (A, A). A faster critic instead (q_lr 1e-2) fixed alpha 5 but left one seed in three
+# far from the QRE at alpha 15 and 20 after 20k steps. 40k steps (about 4000 updates) let --actor-loss expected settle.
+MATRIX_GAME_DEFAULTS = dict(total_timesteps=40_000, num_envs=10, learning_starts=100, buffer_size=1000, batch_size=128)
+MATRIX_GAME_DEFAULTS |= dict(train_interval=10, gradient_steps=10, hidden_dim=64, policy_lr=1e-3, q_lr=3e-3)
+MATRIX_GAME_DEFAULTS |= dict(eval_interval=1000, eval_episodes=10)
 MPE_TASKS = ("simple_spread_v3", "simple_reference_v3", "simple_speaker_listener_v4")
 MPE_EPISODE_STEPS = 25
 # football academy scenario -> the number of left-team players the agents control (the official setup)
-FOOTBALL_SCENARIOS = {
-    "academy_pass_and_shoot_with_keeper": 2,
-    "academy_run_pass_and_shoot_with_keeper": 2,
-    "academy_3_vs_1_with_keeper": 3,
-    "academy_counterattack_easy": 4,
-    "academy_counterattack_hard": 4,
-    "academy_corner": 11,
-    "academy_single_goal_versus_lazy": 11,
-}
+FOOTBALL_SCENARIOS = {"academy_pass_and_shoot_with_keeper": 2, "academy_run_pass_and_shoot_with_keeper": 2}
+FOOTBALL_SCENARIOS |= {"academy_3_vs_1_with_keeper": 3, "academy_counterattack_easy": 4, "academy_counterattack_hard": 4}
+FOOTBALL_SCENARIOS |= {"academy_corner": 11, "academy_single_goal_versus_lazy": 11}
 FOOTBALL_INSTALL = (
     "Google Research Football (gfootball) is not installed; it needs system packages and a compile: "
     "apt-get install git cmake build-essential libgl1-mesa-dev libsdl2-dev libsdl2-image-dev libsdl2-ttf-dev "

@@ -905,11 +905,9 @@ def load_checkpoint(path: str, device: torch.device):
 def check_args(args: Args):
     """Bad flag combinations end the run with one line naming what is valid."""
     positive = ("total_timesteps", "num_envs", "buffer_size", "batch_size", "train_interval", "gradient_steps", "n_step")
-    for name in positive + ("hidden_dim", "eval_interval", "eval_episodes", "log_interval"):
+    for name in positive + ("hidden_dim", "eval_interval", "eval_episodes"):
         if getattr(args, name) <= 0:
             raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    if args.episode_length is not None and args.episode_length <= 0:
-        raise ValueError(f"--episode-length must be positive, got {args.episode_length}")
     if not 0 < args.tau <= 1:
         raise ValueError(f"--tau must be in (0, 1], got {args.tau}")
     if not 0 <= args.gamma <= 1:
@@ -931,12 +929,13 @@ def check_args(args: Args):
             f"--total-timesteps ({args.total_timesteps}) must exceed --learning-starts ({args.learning_starts}), "
             "or nothing is trained"
         )
-    if args.capture_video:
-        raise ValueError("--capture-video is not supported by this script (batched on-device envs)")
     if args.cuda and not torch.cuda.is_available():
         raise ValueError("--cuda was given but torch.cuda.is_available() is False; drop --cuda to train on the CPU")
-    if args.cudagraphs and not args.cuda:
-        raise ValueError("--cudagraphs needs a GPU (CUDA graphs do not exist on the CPU): add --cuda, or use --compile alone")
+    if args.capture_video:
+        try:
+            import moviepy  # noqa: F401  (gymnasium's save_video needs it; check before any long work)
+        except ImportError:
+            raise ValueError("--capture-video needs moviepy: pip install moviepy") from None
 
 
 def make_run_dir(run_name: str) -> str:
@@ -966,7 +965,17 @@ def progress_line(global_step: int, total_timesteps: int, recent_sps: float, rec
 if __name__ == "__main__":
     args = tyro.cli(Args)
     try:
+        if args.capture_video:  # before check_args, which would ask for moviepy
+            raise ValueError("--capture-video is not supported by this script (batched on-device envs)")
         check_args(args)
+        if args.log_interval <= 0:
+            raise ValueError(f"--log-interval must be positive, got {args.log_interval}")
+        if args.episode_length is not None and args.episode_length <= 0:
+            raise ValueError(f"--episode-length must be positive, got {args.episode_length}")
+        if args.cudagraphs and not args.cuda:
+            raise ValueError(
+                "--cudagraphs needs a GPU (CUDA graphs do not exist on the CPU): add --cuda, or use --compile alone"
+            )
         device = torch.device("cuda" if args.cuda else "cpu")
         if args.eval_checkpoint is None:
             envs = make_env(args.env_id, args.num_envs, device, args.episode_length, args.seed)

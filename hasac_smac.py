@@ -135,30 +135,11 @@ class Args:
 # SMAX (jaxmarl) reimplements these SMAC maps; its units, rules and time scale differ from StarCraft II's.
 SMAX_MAPS = ("3m", "8m", "2s3z", "3s5z", "5m_vs_6m", "10m_vs_11m", "27m_vs_30m", "3s5z_vs_3s6z", "3s_vs_5z", "6h_vs_8z", "25m")
 # every map of oxwhirl/smac's registry (smac.env.starcraft2.maps.smac_maps)
-SC2_MAPS = (
-    "3m",
-    "8m",
-    "25m",
-    "5m_vs_6m",
-    "8m_vs_9m",
-    "10m_vs_11m",
-    "27m_vs_30m",
-    "MMM",
-    "MMM2",
-    "2s3z",
-    "3s5z",
-    "3s5z_vs_3s6z",
-    "3s_vs_3z",
-    "3s_vs_4z",
-    "3s_vs_5z",
-    "1c3s5z",
-    "2m_vs_1z",
-    "corridor",
-    "6h_vs_8z",
-    "2s_vs_1sc",
-    "so_many_baneling",
-    "bane_vs_bane",
-    "2c_vs_64zg",
+SC2_MAPS = tuple(
+    (
+        "3m 8m 25m 5m_vs_6m 8m_vs_9m 10m_vs_11m 27m_vs_30m MMM MMM2 2s3z 3s5z 3s5z_vs_3s6z 3s_vs_3z 3s_vs_4z "
+        "3s_vs_5z 1c3s5z 2m_vs_1z corridor 6h_vs_8z 2s_vs_1sc so_many_baneling bane_vs_bane 2c_vs_64zg"
+    ).split()
 )
 BACKENDS = {"smax": SMAX_MAPS, "sc2": SC2_MAPS}
 SC2_INSTALL = (
@@ -167,9 +148,8 @@ SC2_INSTALL = (
     "https://github.com/Blizzard/s2client-proto#downloads, unzipped to ~/StarCraftII or $SC2PATH) and the SMAC maps "
     "(https://github.com/oxwhirl/smac/releases/download/v0.1-beta1/SMAC_Maps.zip, into $SC2PATH/Maps/SMAC_Maps)"
 )
-SC2_REWARD_SCALE_RATE = (
-    20  # SMAC's shaped reward (damage, kills, win bonus) scaled so that the largest episode return, a won battle, is 20
-)
+# SMAC's shaped reward (damage, kills, win bonus) scaled so that the largest episode return, a won battle, is 20
+SC2_REWARD_SCALE_RATE = 20
 
 
 @functools.lru_cache(maxsize=None)
@@ -236,16 +216,8 @@ def smax_functions(map_name: str, num_envs: int):
             fresh_states,
             final_states,
         )
-        return (
-            key,
-            next_states,
-            jax.vmap(observe)(next_states),
-            jax.vmap(observe)(final_states),
-            reward,
-            terminated,
-            truncated,
-            won,
-        )
+        observed, final_observed = jax.vmap(observe)(next_states), jax.vmap(observe)(final_states)
+        return key, next_states, observed, final_observed, reward, terminated, truncated, won
 
     return env, observe, transition, jax.jit(reset), jax.jit(step)
 
@@ -273,16 +245,11 @@ class SMAXVecEnv:
         env, self.observe, self.transition, self._reset, self._step = smax_functions(map_name, num_envs)
         self.env = env
         self.n_agents, self.n_enemies = env.num_allies, env.num_enemies
-        self.obs_dims, self.act_dims, self.state_dim = (
-            [env.obs_size] * self.n_agents,
-            [env.num_ally_actions] * self.n_agents,
-            env.state_size,
-        )
+        self.obs_dims, self.act_dims = [env.obs_size] * self.n_agents, [env.num_ally_actions] * self.n_agents
+        self.state_dim = env.state_size
         self.obs_dim, self.act_dim = env.obs_size, env.num_ally_actions
         self.action_mask = np.ones((self.n_agents, self.act_dim), bool)  # [N, act_dim]: every agent has all actions
-        self.own_features = slice(
-            env.obs_size - len(env.own_features), env.obs_size
-        )  # an observation ends with its unit's own features
+        self.own_features = slice(env.obs_size - len(env.own_features), env.obs_size)  # obs ends with its unit's own features
         self.episode_limit = env.max_steps + 1  # SMAX tests its limit before counting the step
         self.key = self.states = None
 
@@ -304,15 +271,8 @@ class SMAXVecEnv:
             self.key, self.states, self.jax.dlpack.from_dlpack(choice)
         )
         obs, state, avail, alive = self._to_torch(observed)
-        final_obs, final_state, final_avail, final_alive = self._to_torch(final)
-        info = {
-            "final_obs": final_obs,
-            "final_state": final_state,
-            "final_avail": final_avail,
-            "final_alive": final_alive,
-            "battle_won": torch.from_dlpack(won),
-            "alive": alive,
-        }
+        info = dict(zip(("final_obs", "final_state", "final_avail", "final_alive"), self._to_torch(final)))
+        info.update(battle_won=torch.from_dlpack(won), alive=alive)
         return obs, state, avail, *self._to_torch((reward, terminated, truncated)), info
 
     def close(self):
@@ -335,19 +295,15 @@ class StarCraft2VecEnv:
             from smac.env import StarCraft2Env
         except ImportError:
             raise ValueError(SC2_INSTALL) from None
-        self.envs = [
-            StarCraft2Env(map_name=map_name, reward_scale=True, reward_scale_rate=SC2_REWARD_SCALE_RATE)
-            for _ in range(num_envs)
-        ]
+        scale = dict(reward_scale=True, reward_scale_rate=SC2_REWARD_SCALE_RATE)
+        self.envs = [StarCraft2Env(map_name=map_name, **scale) for _ in range(num_envs)]
         env_info = self.envs[0].get_env_info()
         self.num_envs, self.n_agents = num_envs, env_info["n_agents"]
         self.obs_dim, self.act_dim, self.state_dim = env_info["obs_shape"], env_info["n_actions"], env_info["state_shape"]
         self.obs_dims, self.act_dims = [self.obs_dim] * self.n_agents, [self.act_dim] * self.n_agents
         self.action_mask = np.ones((self.n_agents, self.act_dim), bool)  # [N, act_dim]
-        own_size = self.envs[0].get_obs_own_feats_size()
-        self.own_features = slice(
-            self.obs_dim - own_size, self.obs_dim
-        )  # SMAC's observation ends with the unit's own features
+        own_size = self.envs[0].get_obs_own_feats_size()  # SMAC's observation ends with the unit's own features
+        self.own_features = slice(self.obs_dim - own_size, self.obs_dim)
         self.episode_limit = env_info["episode_limit"]
         self.reset()  # StarCraft II launches on the first reset: a missing or broken install fails here, before any run starts
 
@@ -373,11 +329,7 @@ class StarCraft2VecEnv:
     def step(self, actions):
         choice = torch.as_tensor(actions).argmax(-1).numpy()  # one-hot [E, N, act_dim] -> action index [E, N]
         reward = np.empty(self.num_envs, np.float32)
-        terminated, truncated, won = (
-            np.zeros(self.num_envs, bool),
-            np.zeros(self.num_envs, bool),
-            np.zeros(self.num_envs, bool),
-        )
+        terminated, truncated, won = (np.zeros(self.num_envs, bool) for _ in range(3))
         next_observed, final_observed = [], []
         for e, env in enumerate(self.envs):
             timeouts = env.timeouts
@@ -390,15 +342,9 @@ class StarCraft2VecEnv:
                 env.reset()
             next_observed.append(self._observe(env) if done else final_observed[-1])
         obs, state, avail, alive = (torch.as_tensor(np.stack(parts)) for parts in zip(*next_observed))
-        final_obs, final_state, final_avail, final_alive = (torch.as_tensor(np.stack(parts)) for parts in zip(*final_observed))
-        info = {
-            "final_obs": final_obs,
-            "final_state": final_state,
-            "final_avail": final_avail,
-            "final_alive": final_alive,
-            "battle_won": torch.as_tensor(won),
-            "alive": alive,
-        }
+        final = (torch.as_tensor(np.stack(parts)) for parts in zip(*final_observed))
+        info = dict(zip(("final_obs", "final_state", "final_avail", "final_alive"), final))
+        info.update(battle_won=torch.as_tensor(won), alive=alive)
         return obs, state, avail, torch.as_tensor(reward), torch.as_tensor(terminated), torch.as_tensor(truncated), info
 
     def close(self):
@@ -1051,18 +997,11 @@ def check_args(args: Args):
         )
     if args.cuda and not torch.cuda.is_available():
         raise ValueError("--cuda was given but torch.cuda.is_available() is False; drop --cuda to train on the CPU")
-    # SMAC specific
-    if args.huber_delta <= 0:
-        raise ValueError(f"--huber-delta must be positive, got {args.huber_delta}")
-    if not 0 <= args.target_entropy_scale <= 1:
-        raise ValueError(
-            f"--target-entropy-scale must be in [0, 1] (a fraction of the maximum entropy), got {args.target_entropy_scale}"
-        )
     if args.capture_video:
-        raise ValueError(
-            "--capture-video is not supported by hasac_smac.py (SMAX has no frame renderer here; StarCraft II saves replays); "
-            "drop it"
-        )
+        try:
+            import moviepy  # noqa: F401  (gymnasium's save_video needs it; check before any long work)
+        except ImportError:
+            raise ValueError("--capture-video needs moviepy: pip install moviepy") from None
 
 
 def pack_row(obs: torch.Tensor, state: torch.Tensor, avail: torch.Tensor, alive: torch.Tensor) -> np.ndarray:
@@ -1107,7 +1046,19 @@ def progress_line(global_step: int, total_timesteps: int, recent_sps: float, rec
 if __name__ == "__main__":
     args = tyro.cli(Args)
     try:
+        if args.capture_video:  # before check_args, which would ask for moviepy
+            raise ValueError(
+                "--capture-video is not supported by hasac_smac.py (SMAX has no frame renderer here; "
+                "StarCraft II saves replays); drop it"
+            )
         check_args(args)
+        if args.huber_delta <= 0:
+            raise ValueError(f"--huber-delta must be positive, got {args.huber_delta}")
+        if not 0 <= args.target_entropy_scale <= 1:
+            raise ValueError(
+                "--target-entropy-scale must be in [0, 1] (a fraction of the maximum entropy), "
+                f"got {args.target_entropy_scale}"
+            )
         device = torch.device("cuda" if args.cuda else "cpu")
         if args.eval_checkpoint is None:
             envs = make_env(args.env_id, args.num_envs, backend=args.backend)

@@ -15,7 +15,7 @@
 #   SWEEP=1 QRE=1                    which studies to run (0 skips one)
 #   ALPHAS="1e-4 1e-3 0.1 0.5 1 2 5" SWEEP's fixed temperatures; AUTOTUNE=0 skips the auto-tuned runs
 #   TOTAL_TIMESTEPS=6000             SWEEP's env steps per run (one step per episode)
-#   QRE_ALPHAS="1 2 5 10 15 20"      QRE's temperatures (runs of the script's matrix-game defaults: 20k steps)
+#   QRE_ALPHAS="1 2 5 10 15 20"      QRE's temperatures (runs of the script's matrix-game defaults: 40k steps)
 #   ACTOR_LOSSES="gumbel expected"   QRE's actor losses
 #   EXTRA_ARGS="--buffer-size 2000"  appended to every command
 #   JOBS=1                           runs at a time (parallel through xargs -P)
@@ -54,9 +54,9 @@ for seed in $SEEDS; do
         commands+=("python hasac_discrete.py $MATRIX_ARGS --autotune --alpha 0.2 --exp-name matrix_alpha_auto --seed $seed --total-timesteps $TOTAL_TIMESTEPS${EXTRA_ARGS:+ $EXTRA_ARGS}")
     fi
 done
-# QRE: the script's matrix-game defaults (the same small nets as MATRIX_ARGS; the critic learns faster, q-lr 1e-2, so
-# that the actors follow its estimate; 20k steps: about 2000 updates, enough for the expected loss to settle at its
-# fixed point), a fixed temperature, one loss per run
+# QRE: the script's matrix-game defaults (the same small nets as MATRIX_ARGS; the actors learn slower than the critic,
+# policy-lr 1e-3 against q-lr 3e-3, so that they follow its estimate; 40k steps: about 4000 updates, enough for the
+# expected loss to settle at its fixed point), a fixed temperature, one loss per run
 for seed in $SEEDS; do
     [[ "$QRE" == 1 ]] || break
     for loss in $ACTOR_LOSSES; do

@@ -41,7 +41,6 @@ DIFFERENT = {
     "evaluate": ("continuous | discrete | smac | isaacgym", "masks, win rates, and on-device envs"),
     "save_checkpoint": ("continuous discrete isaacgym | smac", "SMAC saves its ValueNorm statistics"),
     "load_checkpoint": ("continuous | discrete | smac | isaacgym", "each family's make_env arguments; SMAC's ValueNorm"),
-    "check_args": ("continuous discrete | smac | isaacgym", "SMAC's and isaacgym's own flags"),
     "progress_line": ("continuous discrete | smac | isaacgym", "SMAC adds the win rate; isaacgym's mean is on the device"),
 }
 
