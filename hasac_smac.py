@@ -1121,9 +1121,8 @@ if __name__ == "__main__":
     n_agents, obs_dim, act_dim = envs.n_agents, envs.obs_dim, envs.act_dim
     split_sizes = (n_agents * obs_dim, envs.state_dim, n_agents * act_dim, n_agents)  # the parts of a pack_row row
 
-    def unpack(
-        flat: torch.Tensor,
-    ):  # [B, sum(split_sizes)] -> obs [B, N, obs_dim], critic state, avail [B, N, act_dim] bool, alive [B, N]
+    # [B, sum(split_sizes)] -> obs [B, N, obs_dim], critic state, avail [B, N, act_dim] bool, alive [B, N]
+    def unpack(flat: torch.Tensor):
         obs, state, avail, alive = flat.split(split_sizes, 1)
         obs = obs.view(-1, n_agents, obs_dim)
         return (
