@@ -112,8 +112,13 @@ PAPER_MAMUJOCO_TASKS = (
     *("Walker2d-6x1", "HumanoidStandup-17x1", "ManyAgentSwimmer-10x2"),
 )
 # the paper's scenario names -> gymnasium_robotics.mamujoco_v1 scenarios
-MAMUJOCO_SCENARIOS = {name: name for name in "Ant HalfCheetah Walker2d Hopper Humanoid HumanoidStandup Swimmer".split()}
-MAMUJOCO_SCENARIOS |= {name: name for name in "Reacher Pusher ManySegmentSwimmer ManySegmentAnt CoupledHalfCheetah".split()}
+MAMUJOCO_SCENARIOS = {
+    name: name
+    for name in (
+        "Ant HalfCheetah Walker2d Hopper Humanoid HumanoidStandup Swimmer Reacher Pusher ManySegmentSwimmer ManySegmentAnt "
+        "CoupledHalfCheetah"
+    ).split()
+}
 MAMUJOCO_SCENARIOS |= {"ManyAgentSwimmer": "ManySegmentSwimmer", "ManyAgentAnt": "ManySegmentAnt"}
 # The official implementation groups HalfCheetah-3x2's joints non-consecutively; other
 # partitions the library lacks are its joints, in its order, split into consecutive groups.

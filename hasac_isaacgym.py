@@ -594,10 +594,10 @@ def critic_step(learner: Learner, batch: Batch):
 
 def actor_step(learner: Learner, batch: Batch, actions, alphas, state_features, agents: slice, resample: bool):
     """One step of Eq. 10 for the one agent in the slice `agents` (slicing keeps its agent axis: [B, 1, ...]),
-    then its temperature; with `resample`, a copy of `actions` [B, N, act_dim] with its entries re-drawn from the
-    updated policy, for the agents after it (a copy: a CUDA graph's in-place writes to its inputs reach only the
-    graph's own copies). Its actions at s are drawn afresh, so with --share-param each agent's step sees the shared
-    actor as the earlier agents' steps left it.
+    then its temperature; with `resample`, the joint action [B, N, act_dim] with its entries re-drawn from the
+    updated policy, for the agents after it (returned, not written into `actions`: a CUDA graph's in-place writes
+    to its inputs reach only the graph's own copies). Its actions at s are drawn afresh, so with --share-param each
+    agent's step sees the shared actor as the earlier agents' steps left it.
     Returns (actor loss, temperature losses [G] or None, entropy, the new actions or None). The critic is frozen by
     the caller.
     """
@@ -618,12 +618,13 @@ def actor_step(learner: Learner, batch: Batch, actions, alphas, state_features, 
             temperature_loss.backward()
             learner.alpha_optimizers[i].step()
             alpha_losses.append(temperature_loss.detach())
-    if resample:  # later agents act against this agent's updated policy
+    resampled = None
+    if resample:  # later agents act against this agent's updated policy; the loss's copy of `actions` is reused
         with torch.no_grad():
-            actions = actions.clone()
-            actions[:, agents, : actor.act_dim] = actor(batch.obs[:, agents])[0]
+            resampled = joint_action.detach()
+            resampled[:, agents, : actor.act_dim] = actor(batch.obs[:, agents])[0]
     entropy = -new_log_probs.detach().mean()
-    return loss.detach(), torch.stack(alpha_losses) if alpha_losses else None, entropy, actions if resample else None
+    return loss.detach(), torch.stack(alpha_losses) if alpha_losses else None, entropy, resampled
 
 
 def hasac_update_with(critic_step_fn, actor_step_fn, learner: Learner, batch: Batch, agent_order, tau: float) -> dict:

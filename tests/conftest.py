@@ -24,55 +24,22 @@ SUBPROCESS_ENV = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREA
 
 # Tiny budgets that still reach gradient updates: 300 loop steps of 2 envs, updates from
 # global_step 220 on, every 10 loop steps (20 training phases), one 1-episode final evaluation.
-TINY = [
-    "--total-timesteps",
-    "600",
-    "--num-envs",
-    "2",
-    "--learning-starts",
-    "200",
-    "--train-interval",
-    "10",
-    "--gradient-steps",
-    "2",
-    "--batch-size",
-    "64",
-    "--buffer-size",
-    "10000",
-    "--n-step",
-    "5",
-    "--eval-interval",
-    "100000",
-    "--eval-episodes",
-    "1",
-    "--hidden-dim",
-    "64",
-]
+TINY = (
+    "--total-timesteps 600 --num-envs 2 --learning-starts 200 --train-interval 10 --gradient-steps 2 --batch-size 64".split()
+)
+TINY += "--buffer-size 10000 --n-step 5 --eval-interval 100000 --eval-episodes 1 --hidden-dim 64".split()
+TINY_UPDATE_STEPS = list(range(220, 601, 20))  # TINY's training phases: global_step > 200, every 10 loop steps of 2 envs
 # Cheaper still, for "does every env id reach an update": one env, 300 steps, updates from step 110.
-MINI = [
-    "--total-timesteps",
-    "300",
-    "--num-envs",
-    "1",
-    "--learning-starts",
-    "100",
-    "--train-interval",
-    "10",
-    "--gradient-steps",
-    "1",
-    "--batch-size",
-    "32",
-    "--buffer-size",
-    "1000",
-    "--n-step",
-    "3",
-    "--eval-interval",
-    "100000",
-    "--eval-episodes",
-    "1",
-    "--hidden-dim",
-    "32",
-]
+MINI = (
+    "--total-timesteps 300 --num-envs 1 --learning-starts 100 --train-interval 10 --gradient-steps 1 --batch-size 32".split()
+)
+MINI += "--buffer-size 1000 --n-step 3 --eval-interval 100000 --eval-episodes 1 --hidden-dim 32".split()
+
+# The module-level names the parity tests import from every script
+EXPOSED_NAMES = (
+    "Args make_env Actor SoftQNetwork stack_actor_weights sample_actions Batch critic_target actor_loss alpha_loss "
+    "soft_update Learner build_learner hasac_update act evaluate save_checkpoint load_checkpoint check_args"
+).split()
 
 
 def run_script(cwd: Path, *args: str, script: Path = CONTINUOUS, timeout: int = 300) -> subprocess.CompletedProcess:

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from conftest import (
     MINI,
     TINY,
+    TINY_UPDATE_STEPS,
     assert_choice_error,
     assert_finite_series,
     assert_ok,
@@ -51,7 +52,6 @@ LOSS_TAGS = [
     "losses/entropy",
 ]
 # TINY: 300 loop steps of 2 envs; updates where global_step > 200 and loop step % 10 == 0
-TINY_UPDATE_STEPS = list(range(220, 601, 20))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -15,9 +15,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import (
+    EXPOSED_NAMES,
     MINI,
     ROOT,
     TINY,
+    TINY_UPDATE_STEPS,
     assert_choice_error,
     assert_finite_series,
     assert_ok,
@@ -42,7 +44,6 @@ LOSS_TAGS = [
     "losses/entropy",
 ]
 # TINY: 300 loop steps of 2 envs; updates where global_step > 200 and loop step % 10 == 0
-TINY_UPDATE_STEPS = list(range(220, 601, 20))
 MATRIX_PROBABILITY_TAGS = ["charts/p_AA", "charts/p_BB", "charts/p_CC"]
 
 
@@ -184,28 +185,7 @@ def test_update_is_the_continuous_one_plus_the_expected_loss():
 
 
 def test_same_module_level_names():
-    names = [
-        "Args",
-        "make_env",
-        "Actor",
-        "SoftQNetwork",
-        "stack_actor_weights",
-        "sample_actions",
-        "Batch",
-        "critic_target",
-        "actor_loss",
-        "alpha_loss",
-        "soft_update",
-        "Learner",
-        "build_learner",
-        "hasac_update",
-        "act",
-        "evaluate",
-        "save_checkpoint",
-        "load_checkpoint",
-        "check_args",
-    ]
-    for name in names:
+    for name in EXPOSED_NAMES:
         assert hasattr(hd, name) and hasattr(hc, name), name
     common = set(hc.Args.__dataclass_fields__) & set(hd.Args.__dataclass_fields__)
     assert set(hc.Learner._fields) == set(hd.Learner._fields) - {"actor_loss"}  # the discrete family's one addition

@@ -16,8 +16,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 from conftest import (
+    EXPOSED_NAMES,
     ROOT,
     SUBPROCESS_ENV,
+    TINY,
+    TINY_UPDATE_STEPS,
     assert_choice_error,
     assert_finite_series,
     assert_ok,
@@ -36,31 +39,7 @@ JAX_ENV = {"XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false intra_op_parallelism
 
 # Like conftest's TINY, but the evaluation uses as many envs as training (one jit compilation):
 # 300 loop steps of 2 envs, updates where global_step > 200 and loop step % 10 == 0.
-SMAC_TINY = [
-    "--total-timesteps",
-    "600",
-    "--num-envs",
-    "2",
-    "--learning-starts",
-    "200",
-    "--train-interval",
-    "10",
-    "--gradient-steps",
-    "2",
-    "--batch-size",
-    "64",
-    "--buffer-size",
-    "10000",
-    "--n-step",
-    "5",
-    "--eval-interval",
-    "100000",
-    "--eval-episodes",
-    "2",
-    "--hidden-dim",
-    "32",
-]
-TINY_UPDATE_STEPS = list(range(220, 601, 20))
+SMAC_TINY = [*TINY[: TINY.index("--eval-episodes")], "--eval-episodes", "2", "--hidden-dim", "32"]
 LOSS_TAGS = [
     "losses/qf1_loss",
     "losses/qf2_loss",
@@ -278,28 +257,7 @@ def test_actor_is_textually_identical(method):
 
 
 def test_same_module_level_names():
-    names = [
-        "Args",
-        "make_env",
-        "Actor",
-        "SoftQNetwork",
-        "stack_actor_weights",
-        "sample_actions",
-        "Batch",
-        "critic_target",
-        "actor_loss",
-        "alpha_loss",
-        "soft_update",
-        "Learner",
-        "build_learner",
-        "hasac_update",
-        "act",
-        "evaluate",
-        "save_checkpoint",
-        "load_checkpoint",
-        "check_args",
-    ]
-    for name in names:
+    for name in EXPOSED_NAMES:
         assert hasattr(hs, name), name
     assert set(hd.Learner._fields) <= set(hs.Learner._fields) and hs.Batch._fields[: len(hd.Batch._fields)] == hd.Batch._fields
     for name in ("critic_target", "actor_loss", "alpha_loss", "hasac_update", "build_learner", "evaluate", "make_env"):
