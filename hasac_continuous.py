@@ -100,6 +100,8 @@ class Args:
     # continuous specific arguments
     agent_obsk: Optional[int] = None
     """MaMuJoCo only: observe the K nearest joints (the library's local observations), not the full state plus one-hot id"""
+    mpe_clip_actions: bool = False
+    """MPE only: act in [-1, 1] and let the env's [0, 1] clip it, as the official code does (see docs/algorithm.md)"""
     eval_checkpoint: Optional[str] = None
     """evaluate (and with --capture-video, record) a saved `.cleanrl_model` instead of training"""
 
@@ -225,7 +227,9 @@ class MultiAgentVecEnv:
     observation and state come back in info["final_obs"] / info["final_state"].
     """
 
-    def __init__(self, env_id: str, num_envs: int, agent_obsk: Optional[int] = None, render_mode=None):
+    def __init__(self, env_id: str, num_envs: int, agent_obsk: Optional[int] = None, render_mode=None, clip_actions=False):
+        if clip_actions and env_id not in MPE_TASKS:
+            raise ValueError("--mpe-clip-actions applies to MPE only")
         self.envs = [make_pettingzoo_env(env_id, agent_obsk, render_mode) for _ in range(num_envs)]
         env = self.envs[0]
         self.agents = env.possible_agents
@@ -239,6 +243,11 @@ class MultiAgentVecEnv:
         for i, space in enumerate(action_spaces):
             self.action_low[i, : self.act_dims[i]], self.action_high[i, : self.act_dims[i]] = space.low, space.high
         self.action_mask = np.arange(self.act_dim) < np.array(self.act_dims)[:, None]  # [N, act_dim]
+        # The actors' bounds. The official actors act in tanh's [-1, 1] whatever the env's Box, and MPE clips the action to
+        # its [0, 1]: with --mpe-clip-actions so do ours, and any negative output is exactly zero force on its axis.
+        self.clip_actions = clip_actions
+        ones = np.ones_like(self.action_low)
+        self.policy_low, self.policy_high = (-ones, ones) if clip_actions else (self.action_low, self.action_high)
         env.reset(seed=0)
         self.state_dim = env.state().shape[0]
         if self.full_state_obs:
@@ -265,6 +274,8 @@ class MultiAgentVecEnv:
         return self._observations(state, agent_obs), state, None
 
     def step(self, actions: np.ndarray):
+        if self.clip_actions:  # the replay buffer keeps the actor's unclipped action, as the official one does
+            actions = np.clip(actions, self.action_low, self.action_high)
         state = np.empty((self.num_envs, self.state_dim), np.float32)
         reward = np.empty(self.num_envs, np.float32)
         terminated, truncated = np.zeros(self.num_envs, bool), np.zeros(self.num_envs, bool)
@@ -293,8 +304,8 @@ class MultiAgentVecEnv:
             env.close()
 
 
-def make_env(env_id: str, num_envs: int, agent_obsk: Optional[int] = None, render_mode=None) -> MultiAgentVecEnv:
-    return MultiAgentVecEnv(env_id, num_envs, agent_obsk, render_mode)
+def make_env(env_id: str, num_envs: int, agent_obsk=None, render_mode=None, clip_actions=False) -> MultiAgentVecEnv:
+    return MultiAgentVecEnv(env_id, num_envs, agent_obsk, render_mode, clip_actions)
 
 
 # ALGO LOGIC: initialize agent here:
@@ -570,8 +581,8 @@ def build_learner(envs: MultiAgentVecEnv, args: Args, device: torch.device) -> L
             envs.obs_dims[i],
             envs.act_dims[i],
             args.hidden_dim,
-            envs.action_low[i, : envs.act_dims[i]],
-            envs.action_high[i, : envs.act_dims[i]],
+            envs.policy_low[i, : envs.act_dims[i]],
+            envs.policy_high[i, : envs.act_dims[i]],
         ).to(device)
         for i in range(n_policies)
     ]
@@ -682,7 +693,7 @@ def load_checkpoint(path: str, device: torch.device):
     if script != os.path.basename(__file__):
         raise ValueError(f"not a {os.path.basename(__file__)} checkpoint (written by {script or 'an unknown program'})")
     saved_args = Args(**checkpoint["args"])
-    envs = make_env(saved_args.env_id, 1, saved_args.agent_obsk)
+    envs = make_env(saved_args.env_id, 1, saved_args.agent_obsk, clip_actions=saved_args.mpe_clip_actions)
     learner = build_learner(envs, saved_args, device)
     envs.close()
     for actor, state_dict in zip(learner.actors, checkpoint["actors"]):
@@ -768,7 +779,7 @@ if __name__ == "__main__":
         check_args(args)
         device = torch.device("cuda" if args.cuda else "cpu")
         if args.eval_checkpoint is None:
-            envs = make_env(args.env_id, args.num_envs, args.agent_obsk)
+            envs = make_env(args.env_id, args.num_envs, args.agent_obsk, clip_actions=args.mpe_clip_actions)
             if args.share_param and (len(set(envs.obs_dims)) > 1 or len(set(envs.act_dims)) > 1):
                 raise ValueError(
                     f"--share-param needs equal agent spaces; {args.env_id} has obs dims {envs.obs_dims} "
@@ -795,6 +806,7 @@ if __name__ == "__main__":
             1 if args.capture_video else min(args.eval_episodes, saved_args.num_envs),
             saved_args.agent_obsk,
             render_mode,
+            saved_args.mpe_clip_actions,
         )
         frames = [] if args.capture_video else None
         try:
@@ -864,7 +876,11 @@ if __name__ == "__main__":
         gamma=args.gamma,
     )
     eval_envs = make_env(
-        args.env_id, min(args.eval_episodes, args.num_envs), args.agent_obsk, "rgb_array" if args.capture_video else None
+        args.env_id,
+        min(args.eval_episodes, args.num_envs),
+        args.agent_obsk,
+        "rgb_array" if args.capture_video else None,
+        args.mpe_clip_actions,
     )
 
     def run_evaluation(global_step: int):

@@ -1003,3 +1003,26 @@ def test_eval_checkpoint_of_a_non_checkpoint_or_another_scripts_checkpoint(tmp_p
     )
     result = run_script(tmp_path, "--eval-checkpoint", "d.cleanrl_model", *MINI)
     assert_one_line_error(result, ["not a hasac_continuous.py checkpoint (written by hasac_discrete.py)"], tmp_path)
+
+
+def test_mpe_clip_actions_is_the_official_mapping():
+    """--mpe-clip-actions: the actors act in [-1, 1] (no rescaling, so log-probs and the target entropy -dim(A^i) are the
+    official ones), the env receives the action clipped to its [0, 1] Box (a negative output is zero force), warm-up
+    stays uniform on the Box, and the flag is refused outside MPE."""
+    clipped, plain = hc.make_env("simple_spread_v3", 1, clip_actions=True), hc.make_env("simple_spread_v3", 1)
+    np.testing.assert_array_equal(clipped.action_low, plain.action_low)  # the warm-up's bounds: the env's Box
+    assert (clipped.policy_low == -1).all() and (clipped.policy_high == 1).all()
+    learner = hc.build_learner(clipped, hc.Args(env_id="simple_spread_v3", hidden_dim=16), torch.device("cpu"))
+    assert all((actor.action_scale == 1).all() and (actor.action_bias == 0).all() for actor in learner.actors)
+    assert learner.target_entropies == [-5.0] * 3
+    actions = np.random.default_rng(0).uniform(-1, 1, (1, 3, clipped.act_dim)).astype(np.float32)
+    received, step = [], clipped.envs[0].step
+    clipped.envs[0].step = lambda agent_actions: received.append(np.stack(list(agent_actions.values()))) or step(agent_actions)
+    clipped.reset(seed=2), plain.reset(seed=2)
+    for _ in range(3):
+        obs, *_ = clipped.step(actions)
+        expected, *_ = plain.step(np.clip(actions, 0, 1))
+        np.testing.assert_array_equal(obs, expected)
+        np.testing.assert_array_equal(received[-1], np.clip(actions[0], 0, 1))  # clipped here, not by a library warning
+    with pytest.raises(ValueError, match="MPE only"):
+        hc.make_env("Ant-4x2", 1, clip_actions=True)
