@@ -113,14 +113,9 @@ PAPER_MAMUJOCO_TASKS = (
     *("Ant-2x4", "Ant-4x2", "Ant-8x1", "HalfCheetah-2x3", "HalfCheetah-3x2", "HalfCheetah-6x1", "Walker2d-2x3"),
     *("Walker2d-6x1", "HumanoidStandup-17x1", "ManyAgentSwimmer-10x2"),
 )
-# the paper's scenario names -> gymnasium_robotics.mamujoco_v1 scenarios
-MAMUJOCO_SCENARIOS = {
-    name: name
-    for name in (
-        "Ant HalfCheetah Walker2d Hopper Humanoid HumanoidStandup Swimmer Reacher Pusher ManySegmentSwimmer ManySegmentAnt "
-        "CoupledHalfCheetah"
-    ).split()
-}
+# scenario names -> gymnasium_robotics.mamujoco_v1 scenarios: the library's own, and the paper's names for two of them
+MAMUJOCO_SCENARIOS = {name: name for name in "Ant HalfCheetah Walker2d Hopper Humanoid HumanoidStandup Swimmer".split()}
+MAMUJOCO_SCENARIOS |= {name: name for name in "Reacher Pusher ManySegmentSwimmer ManySegmentAnt CoupledHalfCheetah".split()}
 MAMUJOCO_SCENARIOS |= {"ManyAgentSwimmer": "ManySegmentSwimmer", "ManyAgentAnt": "ManySegmentAnt"}
 # The official implementation groups HalfCheetah-3x2's joints non-consecutively; other
 # partitions the library lacks are its joints, in its order, split into consecutive groups.
@@ -238,16 +233,16 @@ class MultiAgentVecEnv:
         action_spaces = [env.action_space(a) for a in self.agents]
         self.act_dims = [space.shape[0] for space in action_spaces]
         self.act_dim = max(self.act_dims)
-        self.action_low = np.zeros((self.n_agents, self.act_dim), np.float32)
-        self.action_high = np.zeros((self.n_agents, self.act_dim), np.float32)
+        self.box_low = np.zeros((self.n_agents, self.act_dim), np.float32)  # the env's Box: warm-up actions are uniform on it
+        self.box_high = np.zeros((self.n_agents, self.act_dim), np.float32)
         for i, space in enumerate(action_spaces):
-            self.action_low[i, : self.act_dims[i]], self.action_high[i, : self.act_dims[i]] = space.low, space.high
+            self.box_low[i, : self.act_dims[i]], self.box_high[i, : self.act_dims[i]] = space.low, space.high
         self.action_mask = np.arange(self.act_dim) < np.array(self.act_dims)[:, None]  # [N, act_dim]
-        # The actors' bounds. The official actors act in tanh's [-1, 1] whatever the env's Box, and MPE clips the action to
-        # its [0, 1]: with --mpe-clip-actions so do ours, and any negative output is exactly zero force on its axis.
+        # The actors' bounds: the Box. The official actors act in tanh's [-1, 1] whatever the Box, and MPE clips the action
+        # to its [0, 1]: with --mpe-clip-actions so do ours, and any negative output is exactly zero force on its axis.
         self.clip_actions = clip_actions
-        ones = np.ones_like(self.action_low)
-        self.policy_low, self.policy_high = (-ones, ones) if clip_actions else (self.action_low, self.action_high)
+        ones = np.ones_like(self.box_low)
+        self.action_low, self.action_high = (-ones, ones) if clip_actions else (self.box_low, self.box_high)
         env.reset(seed=0)
         self.state_dim = env.state().shape[0]
         if self.full_state_obs:
@@ -275,7 +270,7 @@ class MultiAgentVecEnv:
 
     def step(self, actions: np.ndarray):
         if self.clip_actions:  # the replay buffer keeps the actor's unclipped action, as the official one does
-            actions = np.clip(actions, self.action_low, self.action_high)
+            actions = np.clip(actions, self.box_low, self.box_high)
         state = np.empty((self.num_envs, self.state_dim), np.float32)
         reward = np.empty(self.num_envs, np.float32)
         terminated, truncated = np.zeros(self.num_envs, bool), np.zeros(self.num_envs, bool)
@@ -304,8 +299,8 @@ class MultiAgentVecEnv:
             env.close()
 
 
-def make_env(env_id: str, num_envs: int, agent_obsk=None, render_mode=None, clip_actions=False) -> MultiAgentVecEnv:
-    return MultiAgentVecEnv(env_id, num_envs, agent_obsk, render_mode, clip_actions)
+def make_env(args: Args, num_envs: int, render_mode=None) -> MultiAgentVecEnv:
+    return MultiAgentVecEnv(args.env_id, num_envs, args.agent_obsk, render_mode, args.mpe_clip_actions)
 
 
 # ALGO LOGIC: initialize agent here:
@@ -581,8 +576,8 @@ def build_learner(envs: MultiAgentVecEnv, args: Args, device: torch.device) -> L
             envs.obs_dims[i],
             envs.act_dims[i],
             args.hidden_dim,
-            envs.policy_low[i, : envs.act_dims[i]],
-            envs.policy_high[i, : envs.act_dims[i]],
+            envs.action_low[i, : envs.act_dims[i]],
+            envs.action_high[i, : envs.act_dims[i]],
         ).to(device)
         for i in range(n_policies)
     ]
@@ -693,7 +688,7 @@ def load_checkpoint(path: str, device: torch.device):
     if script != os.path.basename(__file__):
         raise ValueError(f"not a {os.path.basename(__file__)} checkpoint (written by {script or 'an unknown program'})")
     saved_args = Args(**checkpoint["args"])
-    envs = make_env(saved_args.env_id, 1, saved_args.agent_obsk, clip_actions=saved_args.mpe_clip_actions)
+    envs = make_env(saved_args, 1)
     learner = build_learner(envs, saved_args, device)
     envs.close()
     for actor, state_dict in zip(learner.actors, checkpoint["actors"]):
@@ -745,13 +740,10 @@ def check_args(args: Args):
 def make_run_dir(run_name: str) -> str:
     """Creates runs/{run_name} and returns the name. A run started in the same second with the same env and seed gets
     a suffix (_2, _3, ...) instead of mixing its logs and checkpoint into the other's folder."""
-    for k in itertools.count(1):
-        name = run_name if k == 1 else f"{run_name}_{k}"
-        try:
+    for name in itertools.chain([run_name], (f"{run_name}_{k}" for k in itertools.count(2))):
+        with contextlib.suppress(FileExistsError):
             os.makedirs(f"runs/{name}")
             return name
-        except FileExistsError:
-            continue
 
 
 def progress_line(global_step: int, total_timesteps: int, recent_sps: float, recent_returns) -> str:
@@ -779,7 +771,7 @@ if __name__ == "__main__":
         check_args(args)
         device = torch.device("cuda" if args.cuda else "cpu")
         if args.eval_checkpoint is None:
-            envs = make_env(args.env_id, args.num_envs, args.agent_obsk, clip_actions=args.mpe_clip_actions)
+            envs = make_env(args, args.num_envs)
             if args.share_param and (len(set(envs.obs_dims)) > 1 or len(set(envs.act_dims)) > 1):
                 raise ValueError(
                     f"--share-param needs equal agent spaces; {args.env_id} has obs dims {envs.obs_dims} "
@@ -800,13 +792,8 @@ if __name__ == "__main__":
             saved_args, learner = load_checkpoint(args.eval_checkpoint, device)
         except (OSError, KeyError, TypeError, RuntimeError, ValueError) as error:
             raise SystemExit(f"error: cannot load checkpoint {args.eval_checkpoint!r}: {error}") from None
-        render_mode = "rgb_array" if args.capture_video else None
         eval_envs = make_env(
-            saved_args.env_id,
-            1 if args.capture_video else min(args.eval_episodes, saved_args.num_envs),
-            saved_args.agent_obsk,
-            render_mode,
-            saved_args.mpe_clip_actions,
+            saved_args, min(args.eval_episodes, saved_args.num_envs), "rgb_array" if args.capture_video else None
         )
         frames = [] if args.capture_video else None
         try:
@@ -875,13 +862,7 @@ if __name__ == "__main__":
         n_steps=args.n_step,
         gamma=args.gamma,
     )
-    eval_envs = make_env(
-        args.env_id,
-        min(args.eval_episodes, args.num_envs),
-        args.agent_obsk,
-        "rgb_array" if args.capture_video else None,
-        args.mpe_clip_actions,
-    )
+    eval_envs = make_env(args, min(args.eval_episodes, args.num_envs), "rgb_array" if args.capture_video else None)
 
     def run_evaluation(global_step: int):
         frames = [] if args.capture_video else None
@@ -912,9 +893,7 @@ if __name__ == "__main__":
         for iteration in range(1, args.total_timesteps // args.num_envs + 1):
             # ALGO LOGIC: put action logic here
             if global_step < args.learning_starts:
-                actions = np.random.uniform(envs.action_low, envs.action_high, (args.num_envs, n_agents, act_dim)).astype(
-                    np.float32
-                )
+                actions = np.random.uniform(envs.box_low, envs.box_high, (args.num_envs, n_agents, act_dim)).astype(np.float32)
             else:
                 actions = act(learner, torch.as_tensor(obs, device=device)).cpu().numpy()
 
@@ -994,8 +973,5 @@ if __name__ == "__main__":
         writer.close()
     if args.save_model:
         save_checkpoint(model_path, learner, args, global_step)
-        print(
-            f"model saved to {model_path}; evaluate it with: "
-            f"python {os.path.basename(__file__)} --eval-checkpoint {model_path}"
-        )
+        print(f"model saved; evaluate it with: python {os.path.basename(__file__)} --eval-checkpoint {model_path}")
     sys.exit(exit_status)

@@ -332,10 +332,10 @@ class MultiAgentVecEnv:
             env.close()
 
 
-def make_env(env_id: str, num_envs: int, render_mode=None):
-    if env_id == MATRIX_GAME:
+def make_env(args: Args, num_envs: int, render_mode=None):
+    if args.env_id == MATRIX_GAME:
         return MatrixGameVecEnv(num_envs)
-    return MultiAgentVecEnv(env_id, num_envs, render_mode)
+    return MultiAgentVecEnv(args.env_id, num_envs, render_mode)
 
 
 def random_available_actions(avail: np.ndarray) -> np.ndarray:
@@ -811,7 +811,7 @@ def load_checkpoint(path: str, device: torch.device):
     if script != os.path.basename(__file__):
         raise ValueError(f"not a {os.path.basename(__file__)} checkpoint (written by {script or 'an unknown program'})")
     saved_args = Args(**checkpoint["args"])
-    envs = make_env(saved_args.env_id, 1)
+    envs = make_env(saved_args, 1)
     learner = build_learner(envs, saved_args, device)
     envs.close()
     for actor, state_dict in zip(learner.actors, checkpoint["actors"]):
@@ -872,13 +872,10 @@ def parse_args(argv: list) -> Args:
 def make_run_dir(run_name: str) -> str:
     """Creates runs/{run_name} and returns the name. A run started in the same second with the same env and seed gets
     a suffix (_2, _3, ...) instead of mixing its logs and checkpoint into the other's folder."""
-    for k in itertools.count(1):
-        name = run_name if k == 1 else f"{run_name}_{k}"
-        try:
+    for name in itertools.chain([run_name], (f"{run_name}_{k}" for k in itertools.count(2))):
+        with contextlib.suppress(FileExistsError):
             os.makedirs(f"runs/{name}")
             return name
-        except FileExistsError:
-            continue
 
 
 def progress_line(global_step: int, total_timesteps: int, recent_sps: float, recent_returns) -> str:
@@ -906,7 +903,7 @@ if __name__ == "__main__":
         check_args(args)
         device = torch.device("cuda" if args.cuda else "cpu")
         if args.eval_checkpoint is None:
-            envs = make_env(args.env_id, args.num_envs)
+            envs = make_env(args, args.num_envs)
             if args.share_param and (len(set(envs.obs_dims)) > 1 or len(set(envs.act_dims)) > 1):
                 raise ValueError(
                     f"--share-param needs equal agent spaces; {args.env_id} has obs dims {envs.obs_dims} "
@@ -934,9 +931,8 @@ if __name__ == "__main__":
             saved_args, learner = load_checkpoint(args.eval_checkpoint, device)
         except (OSError, KeyError, TypeError, RuntimeError, ValueError) as error:
             raise SystemExit(f"error: cannot load checkpoint {args.eval_checkpoint!r}: {error}") from None
-        render_mode = "rgb_array" if args.capture_video else None
         eval_envs = make_env(
-            saved_args.env_id, 1 if args.capture_video else min(args.eval_episodes, saved_args.num_envs), render_mode
+            saved_args, min(args.eval_episodes, saved_args.num_envs), "rgb_array" if args.capture_video else None
         )
         frames = [] if args.capture_video else None
         try:
@@ -999,7 +995,7 @@ if __name__ == "__main__":
         n_steps=args.n_step,
         gamma=args.gamma,
     )
-    eval_envs = make_env(args.env_id, min(args.eval_episodes, args.num_envs), "rgb_array" if args.capture_video else None)
+    eval_envs = make_env(args, min(args.eval_episodes, args.num_envs), "rgb_array" if args.capture_video else None)
 
     def run_evaluation(global_step: int):
         frames = [] if args.capture_video else None
@@ -1128,8 +1124,5 @@ if __name__ == "__main__":
         writer.close()
     if args.save_model:
         save_checkpoint(model_path, learner, args, global_step)
-        print(
-            f"model saved to {model_path}; evaluate it with: "
-            f"python {os.path.basename(__file__)} --eval-checkpoint {model_path}"
-        )
+        print(f"model saved; evaluate it with: python {os.path.basename(__file__)} --eval-checkpoint {model_path}")
     sys.exit(exit_status)

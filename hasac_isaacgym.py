@@ -350,11 +350,10 @@ class DexHandsEnv:
         pass
 
 
-def make_env(env_id: str, num_envs: int, device="cpu", episode_length: Optional[int] = None, seed: int = 0):
-    """The batched on-device env for `env_id`; raises ValueError naming the valid ids."""
-    if env_id in DEXHANDS_EPISODE_STEPS:
-        return DexHandsEnv(env_id, num_envs, device, episode_length, seed)
-    return VmasEnv(env_id, num_envs, device, episode_length, seed)
+def make_env(args: Args, num_envs: int, seed: int = 0):
+    """The batched on-device env for --env-id; raises ValueError naming the valid ids."""
+    env = DexHandsEnv if args.env_id in DEXHANDS_EPISODE_STEPS else VmasEnv
+    return env(args.env_id, num_envs, torch.device("cuda" if args.cuda else "cpu"), args.episode_length, seed)
 
 
 # ALGO LOGIC: initialize agent here:
@@ -890,7 +889,7 @@ def load_checkpoint(path: str, device: torch.device):
     if script != os.path.basename(__file__):
         raise ValueError(f"not a {os.path.basename(__file__)} checkpoint (written by {script or 'an unknown program'})")
     saved_args = Args(**checkpoint["args"])
-    envs = make_env(saved_args.env_id, 1, device, saved_args.episode_length)
+    envs = make_env(saved_args, 1)
     learner = build_learner(envs, saved_args, device)
     envs.close()
     for actor, state_dict in zip(learner.actors, checkpoint["actors"]):
@@ -942,13 +941,10 @@ def check_args(args: Args):
 def make_run_dir(run_name: str) -> str:
     """Creates runs/{run_name} and returns the name. A run started in the same second with the same env and seed gets
     a suffix (_2, _3, ...) instead of mixing its logs and checkpoint into the other's folder."""
-    for k in itertools.count(1):
-        name = run_name if k == 1 else f"{run_name}_{k}"
-        try:
+    for name in itertools.chain([run_name], (f"{run_name}_{k}" for k in itertools.count(2))):
+        with contextlib.suppress(FileExistsError):
             os.makedirs(f"runs/{name}")
             return name
-        except FileExistsError:
-            continue
 
 
 def progress_line(global_step: int, total_timesteps: int, recent_sps: float, recent_return: Optional[float]) -> str:
@@ -979,7 +975,7 @@ if __name__ == "__main__":
             )
         device = torch.device("cuda" if args.cuda else "cpu")
         if args.eval_checkpoint is None:
-            envs = make_env(args.env_id, args.num_envs, device, args.episode_length, args.seed)
+            envs = make_env(args, args.num_envs, args.seed)
             if args.share_param and (len(set(envs.obs_dims)) > 1 or len(set(envs.act_dims)) > 1):
                 raise ValueError(
                     f"--share-param needs equal agent spaces; {args.env_id} has obs dims {envs.obs_dims} "
@@ -1002,7 +998,7 @@ if __name__ == "__main__":
                 raise ValueError(
                     "Bi-DexHands checkpoints cannot be evaluated here (Isaac Gym holds one simulation per process)"
                 )
-            eval_envs = make_env(saved_args.env_id, args.eval_episodes, device, saved_args.episode_length, args.seed)
+            eval_envs = make_env(saved_args, args.eval_episodes, args.seed)
         except (OSError, KeyError, TypeError, RuntimeError, ValueError) as error:
             raise SystemExit(f"error: cannot evaluate checkpoint {args.eval_checkpoint!r}: {error}") from None
         returns = torch.tensor(evaluate(learner, eval_envs, args.eval_episodes, args.seed, device))
@@ -1054,11 +1050,7 @@ if __name__ == "__main__":
 
     # Isaac Gym holds one simulation per process, so Bi-DexHands runs no separate evaluation
     # (the official configs turn it off too): its curve is the training episodes' returns.
-    eval_envs = (
-        make_env(args.env_id, args.eval_episodes, device, args.episode_length, args.seed + 10_000)
-        if isinstance(envs, VmasEnv)
-        else None
-    )
+    eval_envs = make_env(args, args.eval_episodes, args.seed + 10_000) if isinstance(envs, VmasEnv) else None
 
     def run_evaluation(global_step: int):
         if eval_envs is not None:
@@ -1161,8 +1153,5 @@ if __name__ == "__main__":
         writer.close()
     if args.save_model:
         save_checkpoint(model_path, learner, args, global_step)
-        print(
-            f"model saved to {model_path}; evaluate it with: "
-            f"python {os.path.basename(__file__)} --eval-checkpoint {model_path}"
-        )
+        print(f"model saved; evaluate it with: python {os.path.basename(__file__)} --eval-checkpoint {model_path}")
     sys.exit(exit_status)

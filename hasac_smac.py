@@ -352,10 +352,10 @@ class StarCraft2VecEnv:
             env.close()
 
 
-def make_env(env_id: str, num_envs: int, render_mode=None, backend: str = "smax"):
-    """The batched SMAC adapter for map `env_id`; raises ValueError naming the backend's maps."""
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
+def make_env(args: Args, num_envs: int, render_mode=None):
+    """The batched SMAC adapter for map --env-id on --backend; raises ValueError naming the backend's maps.
+    `render_mode`: not supported here (no renderer), kept for the shared signature."""
+    env_id, backend = args.env_id, args.backend
     if env_id not in BACKENDS[backend]:
         hint = "; SMAX lacks it: try --backend sc2" if backend == "smax" and env_id in SC2_MAPS else ""
         raise ValueError(f"unknown map {env_id!r} for the {backend} backend; valid: {', '.join(BACKENDS[backend])}{hint}")
@@ -953,7 +953,7 @@ def load_checkpoint(path: str, device: torch.device):
     if script != os.path.basename(__file__):
         raise ValueError(f"not a {os.path.basename(__file__)} checkpoint (written by {script or 'an unknown program'})")
     saved_args = Args(**checkpoint["args"])
-    envs = make_env(saved_args.env_id, 1, backend=saved_args.backend)
+    envs = make_env(saved_args, 1)
     learner = build_learner(envs, saved_args, device)
     envs.close()
     for actor, state_dict in zip(learner.actors, checkpoint["actors"]):
@@ -1022,13 +1022,10 @@ def transition_to_store(terminations, truncations, infos):
 def make_run_dir(run_name: str) -> str:
     """Creates runs/{run_name} and returns the name. A run started in the same second with the same env and seed gets
     a suffix (_2, _3, ...) instead of mixing its logs and checkpoint into the other's folder."""
-    for k in itertools.count(1):
-        name = run_name if k == 1 else f"{run_name}_{k}"
-        try:
+    for name in itertools.chain([run_name], (f"{run_name}_{k}" for k in itertools.count(2))):
+        with contextlib.suppress(FileExistsError):
             os.makedirs(f"runs/{name}")
             return name
-        except FileExistsError:
-            continue
 
 
 def progress_line(global_step: int, total_timesteps: int, recent_sps: float, recent_returns, recent_wins) -> str:
@@ -1061,7 +1058,7 @@ if __name__ == "__main__":
             )
         device = torch.device("cuda" if args.cuda else "cpu")
         if args.eval_checkpoint is None:
-            envs = make_env(args.env_id, args.num_envs, backend=args.backend)
+            envs = make_env(args, args.num_envs)
             if args.share_param and (len(set(envs.obs_dims)) > 1 or len(set(envs.act_dims)) > 1):
                 raise ValueError(
                     f"--share-param needs equal agent spaces; {args.env_id} has obs dims {envs.obs_dims} "
@@ -1083,7 +1080,7 @@ if __name__ == "__main__":
         except (OSError, KeyError, TypeError, RuntimeError, ValueError) as error:
             raise SystemExit(f"error: cannot load checkpoint {args.eval_checkpoint!r}: {error}") from None
         try:
-            eval_envs = make_env(saved_args.env_id, min(args.eval_episodes, saved_args.num_envs), backend=saved_args.backend)
+            eval_envs = make_env(saved_args, min(args.eval_episodes, saved_args.num_envs))
             wins = []
             returns = evaluate(learner, eval_envs, args.eval_episodes, args.seed, device, wins=wins)
         except ValueError as error:
@@ -1145,7 +1142,7 @@ if __name__ == "__main__":
         n_steps=args.n_step,
         gamma=args.gamma,
     )
-    eval_envs = make_env(args.env_id, min(args.eval_episodes, args.num_envs), backend=args.backend)
+    eval_envs = make_env(args, min(args.eval_episodes, args.num_envs))
 
     def run_evaluation(global_step: int):
         wins = []
@@ -1261,8 +1258,5 @@ if __name__ == "__main__":
         writer.close()
     if args.save_model:
         save_checkpoint(model_path, learner, args, global_step)
-        print(
-            f"model saved to {model_path}; evaluate it with: "
-            f"python {os.path.basename(__file__)} --eval-checkpoint {model_path}"
-        )
+        print(f"model saved; evaluate it with: python {os.path.basename(__file__)} --eval-checkpoint {model_path}")
     sys.exit(exit_status)

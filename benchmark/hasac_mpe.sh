@@ -8,6 +8,7 @@
 #   TASKS="simple_spread_v3"   a subset of the tasks below (default: all three)
 #   TOTAL_TIMESTEPS=10000000   env steps per run (the paper's 10M)
 #   EXTRA_ARGS="--track"       appended to every command
+#   OFFICIAL_ACTIONS=1         continuous runs act as the official code does: --mpe-clip-actions (see below)
 #   JOBS=1                     runs at a time (parallel through xargs -P)
 #   DRY_RUN=1                  print the commands, run nothing
 # Then: python benchmark/plot.py runs --out mpe.png
@@ -19,6 +20,7 @@ SEEDS=${SEEDS:-"1 2 3"}
 TASKS=${TASKS:-$ALL_TASKS}
 TOTAL_TIMESTEPS=${TOTAL_TIMESTEPS:-10000000}
 EXTRA_ARGS=${EXTRA_ARGS:-}
+OFFICIAL_ACTIONS=${OFFICIAL_ACTIONS:-0}
 
 # The official implementation's tuned MPE config, the same for every task and for both
 # action types (PKU-MARL/HARL tuned_configs/pettingzoo_mpe/<task>/hasac/config.json). MPE episodes last only 25 steps, so
@@ -38,18 +40,26 @@ for task in $TASKS; do
 done
 
 commands=()
-add_commands() {  # $1: the training script; each script's default --exp-name keeps its runs apart
+add_commands() {  # $1: the training script, $2: its own flags; each script's default --exp-name keeps its runs apart
     for task in $TASKS; do
         for seed in $SEEDS; do
-            commands+=("python $1 --env-id $task --seed $seed --total-timesteps $TOTAL_TIMESTEPS $MPE_ARGS${EXTRA_ARGS:+ $EXTRA_ARGS}")
+            commands+=("python $1 --env-id $task --seed $seed --total-timesteps $TOTAL_TIMESTEPS $MPE_ARGS$2${EXTRA_ARGS:+ $EXTRA_ARGS}")
         done
     done
 }
 
 # ---- Continuous actions ----
-add_commands hasac_continuous.py
+# The official actor acts in [-1, 1] and MPE clips its action to the Box [0, 1]: negative outputs are exactly zero force
+# (HARL's SquashedGaussianPolicy scales tanh by action_space.high only; MPE's simple_env clips). That is an accident of
+# the official code, so the script's default rescales [-1, 1] to [0, 1] instead; OFFICIAL_ACTIONS=1 reproduces it
+# (--mpe-clip-actions, README: "Continuous MPE against the official curve").
+if [[ $OFFICIAL_ACTIONS == 1 ]]; then
+    add_commands hasac_continuous.py " --mpe-clip-actions --exp-name hasac_continuous_clip"
+else
+    add_commands hasac_continuous.py ""
+fi
 
 # ---- Discrete actions ----
-add_commands hasac_discrete.py
+add_commands hasac_discrete.py ""
 
 printf '%s\n' "${commands[@]}" | bash benchmark/run_commands.sh

@@ -108,13 +108,13 @@ def time_update(module, task: str, repeats: int, precision: str, actor_loss: str
     torch.set_float32_matmul_precision(precision)
     if hasattr(module, "critic_state"):  # hasac_smac on SMAX, with the FP state of the official configs
         args = module.Args(env_id=task, matmul_precision=precision, actor_loss=actor_loss, state_type="FP")
-        envs = module.make_env(task, args.num_envs, backend=args.backend)
+        envs = module.make_env(args, args.num_envs)
     elif hasattr(module, "random_available_actions"):  # hasac_discrete
         args = module.Args(env_id=task, matmul_precision=precision, actor_loss=actor_loss)
-        envs = module.make_env(task, args.num_envs)
+        envs = module.make_env(args, args.num_envs)
     else:
         args = module.Args(env_id=task, matmul_precision=precision)
-        envs = module.make_env(task, args.num_envs, args.agent_obsk)
+        envs = module.make_env(args, args.num_envs)
     learner = module.build_learner(envs, args, torch.device("cpu"))
     if hasattr(module, "random_available_actions"):
         batch = real_discrete_batch(module, args, envs)
@@ -169,9 +169,11 @@ def training_sps(script: str, task: str, threads: int, train_steps: int, precisi
 def isaacgym_row(module, env_id: str, num_envs: int, compile: bool, precision: str, steps: int, repeats: int, device):
     """hasac_isaacgym.py: env-steps/s of the collection part of the loop (acting, the VMAS step,
     the replay write) and the median ms of full updates; eager or --compile."""
-    args = module.Args(env_id=env_id, num_envs=num_envs, compile=compile, matmul_precision=precision)
+    args = module.Args(
+        env_id=env_id, num_envs=num_envs, compile=compile, matmul_precision=precision, cuda=device.type == "cuda"
+    )
     torch.set_float32_matmul_precision(precision)
-    envs = module.make_env(env_id, num_envs, device, args.episode_length, args.seed)
+    envs = module.make_env(args, num_envs, args.seed)
     learner = module.build_learner(envs, args, device)
     update, policy = module.make_update(learner, compile), module.make_act(learner, compile)
     n_agents, act_dim = envs.n_agents, envs.act_dim

@@ -169,7 +169,7 @@ def test_mujoco_warnings_other_than_the_settotalmass_deprecation_are_printed(cap
     ],
 )
 def test_partitions_the_library_lacks(env_id, n_agents, act_dim):
-    envs = hc.make_env(env_id, 1)
+    envs = hc.make_env(hc.Args(env_id=env_id), 1)
     try:
         assert envs.n_agents == n_agents and envs.act_dims == [act_dim] * n_agents
         env = envs.envs[0]
@@ -192,7 +192,7 @@ def test_partitions_the_library_lacks(env_id, n_agents, act_dim):
 def test_agent_obsk_gives_library_local_observations():
     from gymnasium_robotics import mamujoco_v1
 
-    envs = hc.make_env("Ant-4x2", 1, agent_obsk=1)
+    envs = hc.make_env(hc.Args(env_id="Ant-4x2", agent_obsk=1), 1)
     library = mamujoco_v1.parallel_env("Ant", "4x2", agent_obsk=1)
     try:
         library_dims = [library.observation_space(a).shape[0] for a in library.possible_agents]
@@ -208,7 +208,7 @@ def test_agent_obsk_gives_library_local_observations():
 
 
 def test_default_mamujoco_observation_is_full_state_plus_id():
-    envs = hc.make_env("Ant-4x2", 1)
+    envs = hc.make_env(hc.Args(env_id="Ant-4x2"), 1)
     try:
         obs, state, _ = envs.reset(seed=0)
         n, s = envs.n_agents, envs.state_dim
@@ -225,7 +225,7 @@ def test_full_state_observations_rebuilt_from_the_stored_state_match_the_env():
     """The training loop stores only the state the env returns and rebuilds the actors'
     observations with `full_state_observations(state, n_agents)` (its `unpack`), so that must
     give back the observations the actors act on."""
-    envs = hc.make_env("Ant-4x2", 1)
+    envs = hc.make_env(hc.Args(env_id="Ant-4x2"), 1)
     try:
         obs, state, _ = envs.reset(seed=0)
         actions = np.random.default_rng(0).uniform(envs.action_low, envs.action_high, (1, envs.n_agents, envs.act_dim))
@@ -415,7 +415,7 @@ def _random_batch(envs, batch_size, gamma=0.99, n_step=5, seed=0):
 
 
 def _learner(env_id, share_param=False, alphas=(0.1, 0.4, 0.25), **args):
-    envs = hc.make_env(env_id, 1)
+    envs = hc.make_env(hc.Args(env_id=env_id), 1)
     envs.close()
     torch.manual_seed(0)
     learner = hc.build_learner(
@@ -736,7 +736,7 @@ def test_save_model_then_eval_checkpoint(spread_run):
 
 
 def test_load_checkpoint_restores_exact_weights(tmp_path):
-    envs = hc.make_env("simple_speaker_listener_v4", 1)
+    envs = hc.make_env(hc.Args(env_id="simple_speaker_listener_v4"), 1)
     envs.close()
     args = hc.Args(env_id="simple_speaker_listener_v4", hidden_dim=32, seed=9)
     torch.manual_seed(1)
@@ -879,14 +879,14 @@ def test_evaluate_gives_each_env_its_share_of_episodes():
     0's), and each env's are the ones it runs alone from the same seed."""
     import mpe2.simple_spread_v3
 
-    envs = hc.make_env("simple_spread_v3", 2)
+    envs = hc.make_env(hc.Args(env_id="simple_spread_v3"), 2)
     envs.envs[0] = mpe2.simple_spread_v3.parallel_env(continuous_actions=True, max_cycles=5)
     torch.manual_seed(0)
     learner = hc.build_learner(envs, hc.Args(env_id="simple_spread_v3", hidden_dim=32), torch.device("cpu"))
     returns = hc.evaluate(learner, envs, 4, seed=3, device="cpu")
     alone = []
     for e, seed in enumerate((3, 4)):
-        single = hc.make_env("simple_spread_v3", 1)
+        single = hc.make_env(hc.Args(env_id="simple_spread_v3"), 1)
         single.envs[0] = envs.envs[e]
         alone += hc.evaluate(learner, single, 2, seed=seed, device="cpu")
     assert returns == pytest.approx(alone, rel=1e-6)
@@ -902,7 +902,7 @@ def test_what_the_loop_stores_is_what_happened(env_id, steps):
     import gymnasium as gym
     from stable_baselines3.common.buffers import NStepReplayBuffer
 
-    envs = hc.make_env(env_id, 2)
+    envs = hc.make_env(hc.Args(env_id=env_id), 2)
     twins = [hc.make_pettingzoo_env(env_id, None) for _ in range(2)]
     n, obs_dim = envs.n_agents, envs.obs_dim
     stored_obs_dim = 0 if envs.full_state_obs else n * obs_dim
@@ -1009,9 +1009,12 @@ def test_mpe_clip_actions_is_the_official_mapping():
     """--mpe-clip-actions: the actors act in [-1, 1] (no rescaling, so log-probs and the target entropy -dim(A^i) are the
     official ones), the env receives the action clipped to its [0, 1] Box (a negative output is zero force), warm-up
     stays uniform on the Box, and the flag is refused outside MPE."""
-    clipped, plain = hc.make_env("simple_spread_v3", 1, clip_actions=True), hc.make_env("simple_spread_v3", 1)
-    np.testing.assert_array_equal(clipped.action_low, plain.action_low)  # the warm-up's bounds: the env's Box
-    assert (clipped.policy_low == -1).all() and (clipped.policy_high == 1).all()
+    clipped, plain = (
+        hc.make_env(hc.Args(env_id="simple_spread_v3", mpe_clip_actions=True), 1),
+        hc.make_env(hc.Args(env_id="simple_spread_v3"), 1),
+    )
+    np.testing.assert_array_equal(clipped.box_low, plain.action_low)  # the warm-up's bounds: the env's Box
+    assert (clipped.action_low == -1).all() and (clipped.action_high == 1).all()
     learner = hc.build_learner(clipped, hc.Args(env_id="simple_spread_v3", hidden_dim=16), torch.device("cpu"))
     assert all((actor.action_scale == 1).all() and (actor.action_bias == 0).all() for actor in learner.actors)
     assert learner.target_entropies == [-5.0] * 3
@@ -1025,4 +1028,4 @@ def test_mpe_clip_actions_is_the_official_mapping():
         np.testing.assert_array_equal(obs, expected)
         np.testing.assert_array_equal(received[-1], np.clip(actions[0], 0, 1))  # clipped here, not by a library warning
     with pytest.raises(ValueError, match="MPE only"):
-        hc.make_env("Ant-4x2", 1, clip_actions=True)
+        hc.make_env(hc.Args(env_id="Ant-4x2", mpe_clip_actions=True), 1)

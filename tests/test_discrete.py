@@ -120,7 +120,7 @@ def test_other_mpe_tasks_train(tmp_path, env_id):
 # 2. the matrix game: from the biased start to (C, C)
 # ---------------------------------------------------------------------------------------------
 def _matrix_learner(alpha, seed, hidden_dim=64, lr=3e-3):
-    envs = hd.make_env("matrix-game", 1)
+    envs = hd.make_env(hd.Args(env_id="matrix-game"), 1)
     torch.manual_seed(seed)
     args = hd.Args(env_id="matrix-game", hidden_dim=hidden_dim, autotune=False, alpha=alpha, policy_lr=lr, q_lr=lr)
     return hd.build_learner(envs, args, torch.device("cpu"))
@@ -148,7 +148,7 @@ def test_biased_start_is_the_papers_policy():
     greedy = hd.act(learner, torch.ones(4, 2, 1), deterministic=True)
     assert (greedy.argmax(-1) == 0).all()  # (A, A)
     args = hd.Args(env_id="matrix-game", hidden_dim=64, matrix_init_bias=False)
-    unbiased = hd.build_learner(hd.make_env("matrix-game", 1), args, torch.device("cpu"))
+    unbiased = hd.build_learner(hd.make_env(hd.Args(env_id="matrix-game"), 1), args, torch.device("cpu"))
     np.testing.assert_allclose(hd.matrix_policies(unbiased), np.full((2, 3), 1 / 3), atol=0.01)  # gain 0.01: near uniform
 
 
@@ -196,7 +196,7 @@ def test_shared_actor_takes_one_step_per_agent_against_the_earlier_agents_new_ac
     """With --share-param the one actor steps once per agent, in the permuted order, on that agent's observations; the
     agents after the first draw from the actor as the earlier steps left it (the update code is the continuous script's,
     whose float64 test checks the numbers)."""
-    envs = hd.make_env("simple_spread_v3", 1)
+    envs = hd.make_env(hd.Args(env_id="simple_spread_v3"), 1)
     envs.close()
     torch.manual_seed(0)
     learner = hd.build_learner(envs, hd.Args(env_id="simple_spread_v3", share_param=True, hidden_dim=16), torch.device("cpu"))
@@ -278,7 +278,7 @@ def test_gumbel_softmax_matches_independent_computation_with_the_same_noise():
 def test_stacked_padded_actors_match_each_agents_own_forward():
     """speaker-listener: obs dims 3 and 11, action counts 3 and 5. The stacked call's input
     LayerNorm must ignore the observation padding, and the speaker's padded actions get probability 0."""
-    envs = hd.make_env("simple_speaker_listener_v4", 1)
+    envs = hd.make_env(hd.Args(env_id="simple_speaker_listener_v4"), 1)
     envs.close()
     torch.manual_seed(0)
     learner = hd.build_learner(envs, hd.Args(env_id="simple_speaker_listener_v4", hidden_dim=32), torch.device("cpu"))
@@ -320,7 +320,7 @@ def test_masked_actions_get_zero_probability_and_zero_gradient():
     assert avail[greedy.bool()].all()  # argmax among the available actions only
     # the learner's act() applies the env's per-state masks on top of the agents' own
     learner = hd.build_learner(
-        hd.make_env("matrix-game", 1), hd.Args(env_id="matrix-game", hidden_dim=16), torch.device("cpu")
+        hd.make_env(hd.Args(env_id="matrix-game"), 1), hd.Args(env_id="matrix-game", hidden_dim=16), torch.device("cpu")
     )
     env_avail = torch.tensor([[True, False, True], [False, True, False]]).expand(300, -1, -1)
     for deterministic in (False, True):
@@ -391,7 +391,7 @@ def test_expected_actor_loss_and_gradient_match_independent_float64():
 def test_expected_loss_steps_each_agent_against_the_earlier_agents_updated_actions(monkeypatch):
     """The sequential scheme under --actor-loss expected: the agents after the first see, in the earlier agents' slots,
     the actions those agents' actors drew after their own step; their own slot is empty."""
-    envs = hd.make_env("simple_spread_v3", 1)
+    envs = hd.make_env(hd.Args(env_id="simple_spread_v3"), 1)
     envs.close()
     torch.manual_seed(0)
     args = hd.Args(env_id="simple_spread_v3", hidden_dim=16, actor_loss="expected")
@@ -463,7 +463,7 @@ def test_qre_of_the_matrix_game_is_table_3():
 def test_expected_loss_reaches_the_quantal_response_equilibrium(alpha, seed):
     """Appendix B, Table 3: with a fixed temperature, exact HASAC steps converge to the QRE; from uniformly explored
     one-step transitions the expected loss lands there (the straight-through loss lands 0.06 to 0.5 away)."""
-    envs = hd.make_env("matrix-game", 1)
+    envs = hd.make_env(hd.Args(env_id="matrix-game"), 1)
     torch.manual_seed(seed)
     args = hd.Args(
         env_id="matrix-game", hidden_dim=64, autotune=False, alpha=alpha, policy_lr=3e-3, q_lr=3e-3, actor_loss="expected"
@@ -480,7 +480,7 @@ def test_expected_loss_reaches_the_quantal_response_equilibrium(alpha, seed):
 # 5. temperature: a positive target entropy per agent
 # ---------------------------------------------------------------------------------------------
 def test_target_entropy_is_a_fraction_of_each_agents_maximum_entropy():
-    envs = hd.make_env("simple_speaker_listener_v4", 1)
+    envs = hd.make_env(hd.Args(env_id="simple_speaker_listener_v4"), 1)
     envs.close()
     learner = hd.build_learner(
         envs, hd.Args(env_id="simple_speaker_listener_v4", hidden_dim=16, target_entropy_scale=0.3), torch.device("cpu")
@@ -492,7 +492,7 @@ def test_target_entropy_is_a_fraction_of_each_agents_maximum_entropy():
 def test_temperature_rises_below_the_target_entropy_and_falls_above_it():
     """One Adam step on each log alpha^i moves it by alpha_lr: agent 0 almost deterministic
     (entropy ~0 < 0.5 log 3) raises its temperature; agent 1 uniform (log 3 > 0.5 log 3) lowers it."""
-    envs = hd.make_env("matrix-game", 1)
+    envs = hd.make_env(hd.Args(env_id="matrix-game"), 1)
     torch.manual_seed(0)
     learner = hd.build_learner(
         envs, hd.Args(env_id="matrix-game", hidden_dim=16, alpha_lr=1e-3, matrix_init_bias=False), torch.device("cpu")
@@ -590,14 +590,14 @@ def test_evaluate_gives_each_env_its_share_of_episodes():
     """Env 0's episodes last 5 steps and env 1's 25: 4 episodes are 2 of each, each the ones it runs alone."""
     import mpe2.simple_spread_v3
 
-    envs = hd.make_env("simple_spread_v3", 2)
+    envs = hd.make_env(hd.Args(env_id="simple_spread_v3"), 2)
     envs.envs[0] = mpe2.simple_spread_v3.parallel_env(continuous_actions=False, max_cycles=5)
     torch.manual_seed(0)
     learner = hd.build_learner(envs, hd.Args(env_id="simple_spread_v3", hidden_dim=32), torch.device("cpu"))
     returns = hd.evaluate(learner, envs, 4, seed=3, device="cpu")
     alone = []
     for e, seed in enumerate((3, 4)):
-        single = hd.make_env("simple_spread_v3", 1)
+        single = hd.make_env(hd.Args(env_id="simple_spread_v3"), 1)
         single.envs[0] = envs.envs[e]
         alone += hd.evaluate(learner, single, 2, seed=seed, device="cpu")
     assert returns == pytest.approx(alone, rel=1e-6)
@@ -611,7 +611,7 @@ def test_what_the_loop_stores_is_what_happened(env_id, steps):
     import gymnasium as gym
     from stable_baselines3.common.buffers import NStepReplayBuffer
 
-    envs = hd.make_env(env_id, 2)
+    envs = hd.make_env(hd.Args(env_id=env_id), 2)
     n, obs_dim = envs.n_agents, envs.obs_dim
     twins = [hd.make_pettingzoo_env(env_id, None) for _ in range(2)] if env_id != "matrix-game" else None
 

@@ -93,7 +93,7 @@ def test_script_parses_as_python_38():
 
 
 def _vmas_spec(scenario="transport", num_envs=4):
-    return isaacgym.make_env(scenario, num_envs, "cpu", 10)
+    return isaacgym.make_env(isaacgym.Args(env_id=scenario, episode_length=10), num_envs)
 
 
 def _random_batch(envs, batch_size=48, seed=0):
@@ -350,7 +350,7 @@ def test_replay_buffer_n_step_returns_match_an_independent_computation():
 
 
 def test_vmas_adapter_resets_together_at_the_time_limit():
-    envs = isaacgym.make_env("transport", 3, "cpu", 5)
+    envs = isaacgym.make_env(isaacgym.Args(env_id="transport", episode_length=5), 3)
     obs, state, avail = envs.reset(seed=0)
     assert avail is None and obs.shape == (3, 4, envs.obs_dim) and state.shape == (3, envs.state_dim)
     torch.testing.assert_close(obs, isaacgym.observations_from_state(state, envs.obs_index))
@@ -400,12 +400,12 @@ def test_evaluation_leaves_the_training_random_streams_alone():
 
     def training_draws(evaluate_between: bool):
         random.seed(1), np.random.seed(1), torch.manual_seed(1)
-        envs = isaacgym.make_env("transport", 4, "cpu", 3, seed=1)
+        envs = isaacgym.make_env(isaacgym.Args(env_id="transport", episode_length=3), 4, seed=1)
         learner = isaacgym.build_learner(envs, isaacgym.Args(hidden_dim=16), torch.device("cpu"))
         obs, states = envs.reset(seed=1)[0], []
         for _ in range(3):
             if evaluate_between:
-                eval_envs = isaacgym.make_env("transport", 2, "cpu", 3, seed=7)
+                eval_envs = isaacgym.make_env(isaacgym.Args(env_id="transport", episode_length=3), 2, seed=7)
                 assert len(isaacgym.evaluate(learner, eval_envs, 2, seed=7, device="cpu")) == 2
             for _ in range(3):  # to the time limit: the training envs reset from VMAS's random state
                 obs, state = envs.step(isaacgym.act(learner, obs))[:2]

@@ -108,7 +108,7 @@ def test_smoke_3m_reaches_updates_and_logs_win_rate(tmp_path):
 # ---------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def smax_3m():
-    envs = hs.make_env("3m", 2)
+    envs = hs.make_env(hs.Args(env_id="3m"), 2)
     envs.reset(seed=0)
     return envs
 
@@ -703,7 +703,7 @@ def test_what_the_loop_stores_is_what_happened_sc2(stand_in_smac):
     episode 3 is lost at step 4, the limit's step
     (terminated: the battle's end comes first). Stored: done for all three, the time-out flag only for the limit, and
     the true final observation and state, while the loop goes on from the new episode."""
-    envs = hs.make_env("3m", 1, backend="sc2")
+    envs = hs.make_env(hs.Args(env_id="3m", backend="sc2"), 1)
     rb = _replay_buffer(envs, 1)
     obs, state, avail = envs.reset()
     alive, flags = torch.ones(1, 3), []
@@ -727,7 +727,7 @@ def test_what_the_loop_stores_is_what_happened_sc2(stand_in_smac):
 def test_evaluate_gives_each_env_its_share_of_episodes(stand_in_smac):
     """Two StarCraft II stand-ins: env 0 wins every battle at its first step (return 20), env 1 runs every episode
     into the 4-step limit (return 4). 4 episodes are 2 of each, not the first 4 to end (all env 0's)."""
-    envs = hs.make_env("3m", 2, backend="sc2")
+    envs = hs.make_env(hs.Args(env_id="3m", backend="sc2"), 2)
     envs.envs[0].battle_ends_at = {episode: (1, True) for episode in range(20)}
     envs.envs[1].battle_ends_at = {}
     learner = hs.build_learner(envs, hs.Args(hidden_dim=16), torch.device("cpu"))
