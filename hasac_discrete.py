@@ -135,10 +135,9 @@ FOOTBALL_SCENARIOS = {"academy_pass_and_shoot_with_keeper": 2, "academy_run_pass
 FOOTBALL_SCENARIOS |= {"academy_3_vs_1_with_keeper": 3, "academy_counterattack_easy": 4, "academy_counterattack_hard": 4}
 FOOTBALL_SCENARIOS |= {"academy_corner": 11, "academy_single_goal_versus_lazy": 11}
 FOOTBALL_INSTALL = (
-    "Google Research Football (gfootball) is not installed; it needs system packages and a compile: "
-    "apt-get install git cmake build-essential libgl1-mesa-dev libsdl2-dev libsdl2-image-dev libsdl2-ttf-dev "
-    "libsdl2-gfx-dev libboost-all-dev libdirectfb-dev libst-dev mesa-utils xvfb x11vnc, then pip install gfootball "
-    "(https://github.com/google-research/football#installation)"
+    "Google Research Football (gfootball) is not installed; it compiles from source (about 10 minutes on 2 cores): "
+    "bash benchmark/install_football.sh installs the system packages (apt-get install ...) and then "
+    "pip install gfootball into this Python"
 )
 
 
@@ -179,10 +178,11 @@ class MatrixGameVecEnv:
 class FootballParallelEnv:
     """One gfootball academy scenario behind the pettingzoo ParallelEnv calls MultiAgentVecEnv makes.
 
-    Each controlled player observes its Simple115 vector. The global state is the paper's: the
-    components all players' Simple115 vectors share, plus the concatenation of the agent-specific
-    part (the one-hot of the player the vector belongs to). Dense rewards (scoring plus
-    checkpoints): gfootball gives every controlled player the same team reward.
+    Each controlled player observes its Simple115 vector. The global state is the paper's (Appendix H.2.4) and the
+    official wrapper's: the components all players' Simple115 vectors share, plus the concatenation of the
+    agent-specific part (the one-hot of the player the vector belongs to). Dense rewards (scoring plus checkpoints).
+    An episode ends on a goal, a lost ball (possession change or out of play, as the scenario defines) or the
+    scenario's time limit; only the time limit is a truncation.
     """
 
     ACTIVE_PLAYER = slice(97, 108)  # Simple115v2: the one-hot of the player this vector is for
@@ -223,7 +223,7 @@ class FootballParallelEnv:
         return {agent: values[i] for i, agent in enumerate(self.possible_agents)}
 
     def reset(self, seed: Optional[int] = None):
-        # gfootball seeds its engine at creation (game_engine_random_seed), not per reset
+        # gfootball draws each episode's engine seed from Python's `random` (seeded by the script), so `seed` is not used
         self.obs = np.asarray(self.env.reset(), np.float32).reshape(len(self.possible_agents), -1)
         self.episode_score = 0.0
         return self._agent_dict(self.obs), {}
@@ -232,15 +232,19 @@ class FootballParallelEnv:
         obs, reward, done, info = self.env.step([int(actions[agent]) for agent in self.possible_agents])
         self.obs = np.asarray(obs, np.float32).reshape(len(self.possible_agents), -1)
         self.episode_score += float(info.get("score_reward", 0.0))
+        # gfootball pays each controlled player its own reward: the same scoring reward, but a checkpoint only to the
+        # player who carries the ball there. The team reward is the first player's, as in the official wrapper.
         rewards = self._agent_dict(np.broadcast_to(np.asarray(reward, np.float32).ravel(), (len(self.possible_agents),)))
-        # gfootball's `done` does not tell a time-out from a goal or a lost ball; academy
-        # episodes mostly end on one of those, so (as in the official setup) every end terminates
+        # gfootball's `done` does not tell the time limit from a goal or a lost ball; its steps_left does. The official
+        # wrapper never marks a time-out (no bad_transition), so it terminates there too; here a time-out bootstraps.
+        timed_out = bool(done) and self.env.unwrapped.observation()[0]["steps_left"] == 0
         infos = self._agent_dict([{"episode_score": self.episode_score}] * len(self.possible_agents))
+        terminated = self._agent_dict([bool(done) and not timed_out] * len(self.possible_agents))
         return (
             self._agent_dict(self.obs),
             rewards,
-            self._agent_dict([bool(done)] * len(self.possible_agents)),
-            self._agent_dict([False] * len(self.possible_agents)),
+            terminated,
+            self._agent_dict([timed_out] * len(self.possible_agents)),
             infos,
         )
 
@@ -764,24 +768,30 @@ def episode_shares(n_episodes: int, num_envs: int) -> np.ndarray:
 
 
 @training_rng_preserved()
-def evaluate(learner: Learner, envs: MultiAgentVecEnv, n_episodes: int, seed: int, device, frames: Optional[list] = None):
+def evaluate(
+    learner: Learner, envs: MultiAgentVecEnv, n_episodes: int, seed: int, device, frames: Optional[list] = None, scored=None
+):
     """Team returns of `n_episodes` episodes with deterministic actions (argmax of the available actions), each env
-    running its share. With `frames`, env 0's first episode is rendered into it."""
+    running its share. With `frames`, env 0's first episode is rendered into it. With `scored` (football), whether
+    each of those episodes scored a goal is appended to it, in the same order."""
     obs, _, avail = envs.reset(seed=seed)
     shares = episode_shares(n_episodes, envs.num_envs)
-    returns, episode_return = [[] for _ in shares], np.zeros(envs.num_envs)
+    returns, episode_return, env_scored = [[] for _ in shares], np.zeros(envs.num_envs), [[] for _ in shares]
     while any(len(r) < share for r, share in zip(returns, shares)):
         if frames is not None and not returns[0]:
             frames.append(envs.envs[0].render())
         actions = act(
             learner, torch.as_tensor(obs, device=device), deterministic=True, avail=torch.as_tensor(avail, device=device)
         )
-        obs, _, avail, reward, terminated, truncated, _ = envs.step(actions.cpu().numpy())
+        obs, _, avail, reward, terminated, truncated, info = envs.step(actions.cpu().numpy())
         episode_return += reward
         for e in np.flatnonzero(terminated | truncated):
             if len(returns[e]) < shares[e]:
                 returns[e].append(episode_return[e])
+                env_scored[e].append(info["scored"].get(e, False))
             episode_return[e] = 0.0
+    if scored is not None:
+        scored.extend(itertools.chain.from_iterable(env_scored))
     return [r for env_returns in returns for r in env_returns]
 
 
@@ -999,9 +1009,13 @@ if __name__ == "__main__":
 
     def run_evaluation(global_step: int):
         frames = [] if args.capture_video else None
-        returns = evaluate(learner, eval_envs, args.eval_episodes, args.seed + 10_000, device, frames)
+        scored = [] if args.env_id in FOOTBALL_SCENARIOS else None
+        returns = evaluate(learner, eval_envs, args.eval_episodes, args.seed + 10_000, device, frames, scored)
         writer.add_scalar("eval/episodic_return", np.mean(returns), global_step)
         print(f"global_step={global_step}, eval/episodic_return={np.mean(returns):.2f}")
+        if scored is not None:
+            writer.add_scalar("eval/score_rate", np.mean(scored), global_step)
+            print(f"global_step={global_step}, eval/score_rate={np.mean(scored):.3f}")
         if args.env_id == MATRIX_GAME:  # the escape from (A, A) toward (C, C), Figure 3a; the QRE of Table 3
             policies = matrix_policies(learner)
             joint_policy = np.outer(policies[0], policies[1])

@@ -527,7 +527,6 @@ def test_save_model_then_eval_checkpoint(matrix_run):
             ["--env-id", "Ant-4x2"],
             ["unknown env id", "matrix-game", "simple_spread_v3", "simple_speaker_listener_v4", "academy_corner"],
         ),
-        (["--env-id", "academy_corner"], ["gfootball", "pip install gfootball", "apt-get install"]),
         (["--env-id", "matrix-game", "--target-entropy-scale", "1.5"], ["--target-entropy-scale", "[0, 1]"]),
         (
             ["--env-id", "simple_speaker_listener_v4", "--share-param"],
