@@ -769,14 +769,14 @@ def episode_shares(n_episodes: int, num_envs: int) -> np.ndarray:
 
 @training_rng_preserved()
 def evaluate(
-    learner: Learner, envs: MultiAgentVecEnv, n_episodes: int, seed: int, device, frames: Optional[list] = None, scored=None
+    learner: Learner, envs: MultiAgentVecEnv, n_episodes: int, seed: int, device, frames: Optional[list] = None, wins=None
 ):
     """Team returns of `n_episodes` episodes with deterministic actions (argmax of the available actions), each env
-    running its share. With `frames`, env 0's first episode is rendered into it. With `scored` (football), whether
-    each of those episodes scored a goal is appended to it, in the same order."""
+    running its share. With `frames`, env 0's first episode is rendered into it. With `wins` (football), whether each
+    of those episodes was won (our team scored: the paper's winning rate) is appended to it, in the same order."""
     obs, _, avail = envs.reset(seed=seed)
     shares = episode_shares(n_episodes, envs.num_envs)
-    returns, episode_return, env_scored = [[] for _ in shares], np.zeros(envs.num_envs), [[] for _ in shares]
+    returns, episode_return, env_wins = [[] for _ in shares], np.zeros(envs.num_envs), [[] for _ in shares]
     while any(len(r) < share for r, share in zip(returns, shares)):
         if frames is not None and not returns[0]:
             frames.append(envs.envs[0].render())
@@ -788,10 +788,10 @@ def evaluate(
         for e in np.flatnonzero(terminated | truncated):
             if len(returns[e]) < shares[e]:
                 returns[e].append(episode_return[e])
-                env_scored[e].append(info["scored"].get(e, False))
+                env_wins[e].append(info["scored"].get(e, False))
             episode_return[e] = 0.0
-    if scored is not None:
-        scored.extend(itertools.chain.from_iterable(env_scored))
+    if wins is not None:
+        wins.extend(itertools.chain.from_iterable(env_wins))
     return [r for env_returns in returns for r in env_returns]
 
 
