@@ -1009,13 +1009,13 @@ if __name__ == "__main__":
 
     def run_evaluation(global_step: int):
         frames = [] if args.capture_video else None
-        scored = [] if args.env_id in FOOTBALL_SCENARIOS else None
-        returns = evaluate(learner, eval_envs, args.eval_episodes, args.seed + 10_000, device, frames, scored)
+        wins = [] if args.env_id in FOOTBALL_SCENARIOS else None
+        returns = evaluate(learner, eval_envs, args.eval_episodes, args.seed + 10_000, device, frames, wins)
         writer.add_scalar("eval/episodic_return", np.mean(returns), global_step)
         print(f"global_step={global_step}, eval/episodic_return={np.mean(returns):.2f}")
-        if scored is not None:
-            writer.add_scalar("eval/score_rate", np.mean(scored), global_step)
-            print(f"global_step={global_step}, eval/score_rate={np.mean(scored):.3f}")
+        if wins is not None:
+            writer.add_scalar("eval/score_rate", np.mean(wins), global_step)
+            print(f"global_step={global_step}, eval/score_rate={np.mean(wins):.3f}")
         if args.env_id == MATRIX_GAME:  # the escape from (A, A) toward (C, C), Figure 3a; the QRE of Table 3
             policies = matrix_policies(learner)
             joint_policy = np.outer(policies[0], policies[1])

@@ -350,10 +350,11 @@ class DexHandsEnv:
         pass
 
 
-def make_env(args: Args, num_envs: int, seed: int = 0):
-    """The batched on-device env for --env-id; raises ValueError naming the valid ids."""
+def make_env(args: Args, num_envs: int, seed: int = 0, device="cpu"):
+    """The batched env for --env-id on `device` (the run's, not the saved --cuda of a checkpoint's Args); raises
+    ValueError naming the valid ids."""
     env = DexHandsEnv if args.env_id in DEXHANDS_EPISODE_STEPS else VmasEnv
-    return env(args.env_id, num_envs, torch.device("cuda" if args.cuda else "cpu"), args.episode_length, seed)
+    return env(args.env_id, num_envs, device, args.episode_length, seed)
 
 
 # ALGO LOGIC: initialize agent here:
@@ -889,7 +890,7 @@ def load_checkpoint(path: str, device: torch.device):
     if script != os.path.basename(__file__):
         raise ValueError(f"not a {os.path.basename(__file__)} checkpoint (written by {script or 'an unknown program'})")
     saved_args = Args(**checkpoint["args"])
-    envs = make_env(saved_args, 1)
+    envs = make_env(saved_args, 1, device=device)
     learner = build_learner(envs, saved_args, device)
     envs.close()
     for actor, state_dict in zip(learner.actors, checkpoint["actors"]):
@@ -975,7 +976,7 @@ if __name__ == "__main__":
             )
         device = torch.device("cuda" if args.cuda else "cpu")
         if args.eval_checkpoint is None:
-            envs = make_env(args, args.num_envs, args.seed)
+            envs = make_env(args, args.num_envs, args.seed, device)
             if args.share_param and (len(set(envs.obs_dims)) > 1 or len(set(envs.act_dims)) > 1):
                 raise ValueError(
                     f"--share-param needs equal agent spaces; {args.env_id} has obs dims {envs.obs_dims} "
@@ -998,7 +999,7 @@ if __name__ == "__main__":
                 raise ValueError(
                     "Bi-DexHands checkpoints cannot be evaluated here (Isaac Gym holds one simulation per process)"
                 )
-            eval_envs = make_env(saved_args, args.eval_episodes, args.seed)
+            eval_envs = make_env(saved_args, args.eval_episodes, args.seed, device)
         except (OSError, KeyError, TypeError, RuntimeError, ValueError) as error:
             raise SystemExit(f"error: cannot evaluate checkpoint {args.eval_checkpoint!r}: {error}") from None
         returns = torch.tensor(evaluate(learner, eval_envs, args.eval_episodes, args.seed, device))
@@ -1050,7 +1051,7 @@ if __name__ == "__main__":
 
     # Isaac Gym holds one simulation per process, so Bi-DexHands runs no separate evaluation
     # (the official configs turn it off too): its curve is the training episodes' returns.
-    eval_envs = make_env(args, args.eval_episodes, args.seed + 10_000) if isinstance(envs, VmasEnv) else None
+    eval_envs = make_env(args, args.eval_episodes, args.seed + 10_000, device) if isinstance(envs, VmasEnv) else None
 
     def run_evaluation(global_step: int):
         if eval_envs is not None:

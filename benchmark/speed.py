@@ -169,11 +169,9 @@ def training_sps(script: str, task: str, threads: int, train_steps: int, precisi
 def isaacgym_row(module, env_id: str, num_envs: int, compile: bool, precision: str, steps: int, repeats: int, device):
     """hasac_isaacgym.py: env-steps/s of the collection part of the loop (acting, the VMAS step,
     the replay write) and the median ms of full updates; eager or --compile."""
-    args = module.Args(
-        env_id=env_id, num_envs=num_envs, compile=compile, matmul_precision=precision, cuda=device.type == "cuda"
-    )
+    args = module.Args(env_id=env_id, num_envs=num_envs, compile=compile, matmul_precision=precision)
     torch.set_float32_matmul_precision(precision)
-    envs = module.make_env(args, num_envs, args.seed)
+    envs = module.make_env(args, num_envs, args.seed, device)
     learner = module.build_learner(envs, args, device)
     update, policy = module.make_update(learner, compile), module.make_act(learner, compile)
     n_agents, act_dim = envs.n_agents, envs.act_dim

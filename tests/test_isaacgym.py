@@ -439,6 +439,19 @@ def test_save_model_then_eval_checkpoint(transport_checkpoint):
     assert len(list((cwd / "runs").iterdir())) == 1  # evaluating writes no run
 
 
+def test_a_gpu_runs_checkpoint_loads_and_evaluates_on_the_cpu(transport_checkpoint, tmp_path):
+    """The envs follow the loading device, not the saved --cuda: a checkpoint written with --cuda (marked so here)
+    loads and evaluates on a machine without a GPU."""
+    _, checkpoint, _ = transport_checkpoint
+    saved = torch.load(checkpoint, weights_only=False)
+    saved["args"]["cuda"] = True
+    torch.save(saved, tmp_path / "gpu.cleanrl_model")
+    saved_args, learner = isaacgym.load_checkpoint(str(tmp_path / "gpu.cleanrl_model"), torch.device("cpu"))
+    assert saved_args.cuda and all(p.device.type == "cpu" for p in learner.qf.parameters())
+    result = run_script(tmp_path, "--eval-checkpoint", "gpu.cleanrl_model", "--eval-episodes", "2", script=ISAACGYM)
+    assert_ok(result)
+
+
 def test_eval_checkpoint_of_a_non_checkpoint_or_another_scripts_checkpoint(tmp_path):
     (tmp_path / "notes.cleanrl_model").write_text("not a checkpoint")
     result = run_script(tmp_path, "--eval-checkpoint", "notes.cleanrl_model", script=ISAACGYM)

@@ -40,7 +40,10 @@ DIFFERENT = {
     "transition_to_store": ("continuous discrete | smac", "SMAC stores the next availability masks too"),
     "evaluate": ("continuous | discrete | smac | isaacgym", "masks, win rates, and on-device envs"),
     "save_checkpoint": ("continuous discrete isaacgym | smac", "SMAC saves its ValueNorm statistics"),
-    "load_checkpoint": ("continuous discrete isaacgym | smac", "SMAC's ValueNorm statistics are saved with the weights"),
+    "load_checkpoint": (
+        "continuous discrete | smac | isaacgym",
+        "SMAC's ValueNorm statistics are saved with the weights; isaacgym builds its env on the loading device",
+    ),
     "progress_line": ("continuous discrete | smac | isaacgym", "SMAC adds the win rate; isaacgym's mean is on the device"),
 }
 
