@@ -59,6 +59,10 @@ class Args:
     """not supported here (SMAX renders through matplotlib animations, StarCraft II through replays); an error if given"""
     save_model: bool = False
     """save the latest weights to `runs/{run_name}/{exp_name}.cleanrl_model` (each evaluation, the end, Ctrl-C)"""
+    resume: Optional[str] = None
+    """continue training from a --save-model checkpoint, logging into its run dir (implies --save-model)"""
+    save_buffer: bool = False
+    """with --save-model: also write the replay buffer when the run stops, so that --resume continues it exactly"""
 
     # Algorithm specific arguments
     env_id: str = "3m"
@@ -936,6 +940,12 @@ def save_checkpoint(path: str, learner: Learner, args: Args, global_step: int):
             "qf": learner.qf.state_dict(),
             "qf_target": learner.qf_target.state_dict(),
             "log_alphas": torch.stack(learner.log_alphas).detach(),
+            # the training state that --resume restores
+            "actor_optimizers": [optimizer.state_dict() for optimizer in learner.actor_optimizers],
+            "q_optimizer": learner.q_optimizer.state_dict(),
+            "alpha_optimizers": [optimizer.state_dict() for optimizer in learner.alpha_optimizers or []],
+            "rng": (random.getstate(), np.random.get_state(), torch.get_rng_state()),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None,
             "value_norm": None if learner.value_norm is None else learner.value_norm.state_dict(),
         },
         path + ".tmp",
@@ -943,8 +953,7 @@ def save_checkpoint(path: str, learner: Learner, args: Args, global_step: int):
     os.replace(path + ".tmp", path)  # an interrupted save never leaves a truncated checkpoint
 
 
-def load_checkpoint(path: str, device: torch.device):
-    """-> (the saved run's Args, a Learner holding its weights)."""
+def read_checkpoint(path: str, device: torch.device) -> dict:
     try:
         checkpoint = torch.load(path, map_location=device, weights_only=False)
     except (pickle.UnpicklingError, EOFError, RuntimeError) as error:
@@ -952,10 +961,21 @@ def load_checkpoint(path: str, device: torch.device):
     script = checkpoint.get("script") if isinstance(checkpoint, dict) else None
     if script != os.path.basename(__file__):
         raise ValueError(f"not a {os.path.basename(__file__)} checkpoint (written by {script or 'an unknown program'})")
+    return checkpoint
+
+
+def load_checkpoint(path: str, device: torch.device):
+    """-> (the saved run's Args, a Learner holding its weights)."""
+    checkpoint = read_checkpoint(path, device)
     saved_args = Args(**checkpoint["args"])
     envs = make_env(saved_args, 1)
     learner = build_learner(envs, saved_args, device)
     envs.close()
+    load_weights(learner, checkpoint)
+    return saved_args, learner
+
+
+def load_weights(learner: Learner, checkpoint: dict):
     for actor, state_dict in zip(learner.actors, checkpoint["actors"]):
         actor.load_state_dict(state_dict)
     learner.qf.load_state_dict(checkpoint["qf"])
@@ -965,7 +985,42 @@ def load_checkpoint(path: str, device: torch.device):
             log_alpha.copy_(value)
     if learner.value_norm is not None:
         learner.value_norm.load_state_dict(checkpoint["value_norm"])
-    return saved_args, learner
+
+
+def resume_training(path: str, learner: Learner, args: Args, device: torch.device) -> int:
+    """Restores a --resume checkpoint into `learner`: weights, target, temperatures, optimisers and the global random
+    generators, so that the run continues where it stopped. -> the saved global step."""
+    checkpoint = read_checkpoint(path, device)
+    saved = tuple(checkpoint["args"][name] for name in ("env_id", "exp_name", "seed"))
+    if saved != (args.env_id, args.exp_name, args.seed):
+        raise ValueError(f"the checkpoint is of --env-id {saved[0]} --exp-name {saved[1]} --seed {saved[2]}; pass those")
+    if checkpoint["global_step"] >= args.total_timesteps:
+        raise ValueError(f"the checkpoint is at step {checkpoint['global_step']}: raise --total-timesteps to continue")
+    load_weights(learner, checkpoint)
+    for optimizer, state in zip(learner.actor_optimizers, checkpoint["actor_optimizers"]):
+        optimizer.load_state_dict(state)
+    learner.q_optimizer.load_state_dict(checkpoint["q_optimizer"])
+    for optimizer, state in zip(learner.alpha_optimizers or [], checkpoint["alpha_optimizers"]):
+        optimizer.load_state_dict(state)
+    random.setstate(checkpoint["rng"][0])
+    np.random.set_state(checkpoint["rng"][1])
+    torch.set_rng_state(checkpoint["rng"][2].cpu())
+    if checkpoint["cuda_rng"] is not None and args.cuda:
+        torch.cuda.set_rng_state_all([state.cpu() for state in checkpoint["cuda_rng"]])
+    return checkpoint["global_step"]
+
+
+def save_buffer(run_dir: str, rb, global_step: int):
+    torch.save({"global_step": global_step, "buffer": rb}, f"{run_dir}/replay_buffer.pt.tmp")
+    os.replace(f"{run_dir}/replay_buffer.pt.tmp", f"{run_dir}/replay_buffer.pt")
+
+
+def load_buffer(run_dir: str, global_step: int, device: torch.device):
+    """The replay buffer saved with the checkpoint at `global_step`, or None (none saved, or saved at another step)."""
+    if not os.path.isfile(f"{run_dir}/replay_buffer.pt"):
+        return None
+    saved = torch.load(f"{run_dir}/replay_buffer.pt", map_location=device, weights_only=False)
+    return saved["buffer"] if saved["global_step"] == global_step else None
 
 
 def check_args(args: Args):
@@ -995,6 +1050,10 @@ def check_args(args: Args):
             f"--total-timesteps ({args.total_timesteps}) must exceed --learning-starts ({args.learning_starts}), "
             "or nothing is trained"
         )
+    if args.resume is not None and (args.eval_checkpoint is not None or not os.path.isfile(args.resume)):
+        raise ValueError(f"--resume {args.resume!r} is not a file" if args.eval_checkpoint is None else "--resume trains")
+    if args.save_buffer and not (args.save_model or args.resume):
+        raise ValueError("--save-buffer writes the buffer beside the checkpoint: add --save-model")
     if args.cuda and not torch.cuda.is_available():
         raise ValueError("--cuda was given but torch.cuda.is_available() is False; drop --cuda to train on the CPU")
     if args.capture_video:
@@ -1091,7 +1150,11 @@ if __name__ == "__main__":
         )
         sys.exit(0)
 
-    run_name = make_run_dir(f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}")
+    if args.resume:  # the same run dir: its logs continue in the same curves
+        run_dir, args.save_model = os.path.dirname(os.path.abspath(args.resume)), True
+    else:
+        run_dir = "runs/" + make_run_dir(f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}")
+    run_name = os.path.basename(run_dir)
     if args.track:
         try:
             import wandb
@@ -1107,11 +1170,11 @@ if __name__ == "__main__":
         )
     from torch.utils.tensorboard import SummaryWriter
 
-    writer = SummaryWriter(f"runs/{run_name}")
+    writer = SummaryWriter(run_dir)
     writer.add_text(
         "hyperparameters", "|param|value|\n|-|-|\n%s" % ("\n".join([f"|{key}|{value}|" for key, value in vars(args).items()]))
     )
-    model_path = f"runs/{run_name}/{args.exp_name}.cleanrl_model"
+    model_path = f"{run_dir}/{args.exp_name}.cleanrl_model"
 
     # ALGO LOGIC: the learner, the replay memory and the evaluation envs
     learner = build_learner(envs, args, device)
@@ -1153,25 +1216,42 @@ if __name__ == "__main__":
         if args.save_model:
             save_checkpoint(model_path, learner, args, global_step)
 
-    received_signal = [signal.SIGINT]  # Ctrl-C arrives as KeyboardInterrupt; SIGTERM (a scheduler's stop) is routed there
+    # Ctrl-C and SIGTERM (a scheduler's stop) end the run after the current iteration, so that the checkpoint holds a
+    # whole update; a second one stops at once.
+    stop_signals = []
 
-    def stop_on_sigterm(signum, frame):
-        received_signal[0] = signum
-        raise KeyboardInterrupt
+    def request_stop(signum, frame):
+        stop_signals.append(signum)
+        if len(stop_signals) > 1:
+            raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, stop_on_sigterm)
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
 
-    # TRY NOT TO MODIFY: start the game
-    start_time = time.time()
+    # TRY NOT TO MODIFY: start the game, or continue it (--resume): after the reset, which may seed the generators
     obs, state, avail = envs.reset(seed=args.seed)
+    global_step, learning_starts = 0, args.learning_starts
+    if args.resume:
+        try:
+            global_step = resume_training(args.resume, learner, args, device)
+        except (OSError, KeyError, TypeError, RuntimeError, ValueError) as error:
+            raise SystemExit(f"error: cannot resume from {args.resume!r}: {error}") from None
+        saved_rb = load_buffer(run_dir, global_step, device)
+        if saved_rb is None:  # no buffer of this step: a fresh warm-up refills it, acting with the restored policies
+            learning_starts = global_step + args.learning_starts
+        rb = rb if saved_rb is None else saved_rb
+        print(f"resumed at global_step={global_step} in {run_dir}, {'without' if saved_rb is None else 'with'} its buffer")
+        writer.close()
+        writer = SummaryWriter(run_dir, purge_step=global_step + 1)  # drops what a killed run logged after it
+    start_time, start_step = time.time(), global_step
     alive = torch.ones(args.num_envs, envs.n_agents)  # every unit is alive when a battle starts
     episode_return, episode_length = np.zeros(args.num_envs), np.zeros(args.num_envs, dtype=int)
-    global_step, last_eval, metrics, exit_status = 0, 0, None, 0
+    last_eval, metrics, exit_status = global_step, None, 0
     recent_returns, recent_wins = collections.deque(maxlen=args.num_envs), collections.deque(maxlen=args.num_envs)
-    progress_step, progress_time = 0, start_time
+    progress_step, progress_time = global_step, start_time
     progress_interval = max(args.num_envs, min(10_000, args.total_timesteps // 10))  # env steps between progress lines
     try:
-        for iteration in range(1, args.total_timesteps // args.num_envs + 1):
+        for iteration in range(global_step // args.num_envs + 1, args.total_timesteps // args.num_envs + 1):
             # ALGO LOGIC: put action logic here
             if global_step < args.learning_starts:
                 actions = torch.as_tensor(random_available_actions(avail.numpy()))
@@ -1199,7 +1279,7 @@ if __name__ == "__main__":
             obs, state, avail, alive = next_obs, next_state, next_avail, infos["alive"]
 
             # ALGO LOGIC: training.
-            if global_step > args.learning_starts and iteration % args.train_interval == 0:
+            if global_step > learning_starts and iteration % args.train_interval == 0:
                 if metrics is None:
                     print(f"global_step={global_step}, warm-up done: training starts")
                 for _ in range(args.gradient_steps):
@@ -1239,16 +1319,18 @@ if __name__ == "__main__":
                 now = time.time()
                 recent_sps = (global_step - progress_step) / (now - progress_time)
                 print(progress_line(global_step, args.total_timesteps, recent_sps, recent_returns, recent_wins))
-                writer.add_scalar("charts/SPS", int(global_step / (now - start_time)), global_step)
+                writer.add_scalar("charts/SPS", int((global_step - start_step) / (now - start_time)), global_step)
                 progress_step, progress_time = global_step, now
             if global_step // args.eval_interval > last_eval // args.eval_interval:
                 run_evaluation(global_step)
                 last_eval = global_step
+            if stop_signals:
+                raise KeyboardInterrupt
         if last_eval != global_step:
             run_evaluation(global_step)
     except KeyboardInterrupt:
         print(f"interrupted at global_step={global_step}")
-        exit_status = 128 + received_signal[0]  # 130 / 143, as a shell reports it: a sweep tells it from a finished run
+        exit_status = 128 + (stop_signals or [signal.SIGINT])[0]  # 130 / 143 as a shell reports it: not a finished run
     except FloatingPointError as error:
         writer.close()
         raise SystemExit(f"error: {error}") from None
@@ -1259,4 +1341,7 @@ if __name__ == "__main__":
     if args.save_model:
         save_checkpoint(model_path, learner, args, global_step)
         print(f"model saved; evaluate it with: python {os.path.basename(__file__)} --eval-checkpoint {model_path}")
+        if args.save_buffer:
+            save_buffer(run_dir, rb, global_step)
+        print(f"continue it with: python {os.path.basename(__file__)} [the same flags] --resume {model_path}")
     sys.exit(exit_status)

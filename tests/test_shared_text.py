@@ -40,10 +40,8 @@ DIFFERENT = {
     "transition_to_store": ("continuous discrete | smac", "SMAC stores the next availability masks too"),
     "evaluate": ("continuous | discrete | smac | isaacgym", "masks, win rates, and on-device envs"),
     "save_checkpoint": ("continuous discrete isaacgym | smac", "SMAC saves its ValueNorm statistics"),
-    "load_checkpoint": (
-        "continuous discrete | smac | isaacgym",
-        "SMAC's ValueNorm statistics are saved with the weights; isaacgym builds its env on the loading device",
-    ),
+    "load_checkpoint": ("continuous discrete smac | isaacgym", "isaacgym builds its env on the loading device"),
+    "load_weights": ("continuous discrete isaacgym | smac", "SMAC's ValueNorm statistics are saved with the weights"),
     "progress_line": ("continuous discrete | smac | isaacgym", "SMAC adds the win rate; isaacgym's mean is on the device"),
 }
 
@@ -86,5 +84,14 @@ def test_the_shared_definitions_include_the_core():
     """The functions that make the algorithm and its files: defined in every script, so a rename cannot slip out."""
     for name in ("critic_target", "actor_loss", "alpha_loss", "soft_update", "save_checkpoint", "load_checkpoint"):
         assert set(DEFINITIONS[name]) == {script.removeprefix("hasac_") for script in SCRIPTS}, name
-    for name in ("build_learner", "evaluate", "make_run_dir", "training_rng_preserved", "linear", "stack_actor_weights"):
+    resuming = ("read_checkpoint", "load_weights", "resume_training", "save_buffer", "load_buffer")
+    for name in (
+        "build_learner",
+        "evaluate",
+        "make_run_dir",
+        "training_rng_preserved",
+        "linear",
+        "stack_actor_weights",
+        *resuming,
+    ):
         assert len(DEFINITIONS[name]) == len(SCRIPTS), name

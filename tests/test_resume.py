@@ -1,0 +1,130 @@
+"""--resume and --save-buffer, in every script: a run stopped by SIGTERM (a scheduler's stop) continues from its
+checkpoint in the same run directory, and with its saved replay buffer it continues exactly."""
+
+import re
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from conftest import ROOT, SUBPROCESS_ENV, TINY, assert_ok, read_scalars, run_dir, run_script
+
+import hasac_continuous as hc
+
+# Each script's tiny training run, at a budget it does not reach before the test stops it: (script, flags, warm-up).
+# The test stops it once it has logged losses: at its first training phase, or at isaacgym's first log after it.
+SCRIPTS = {
+    "continuous": ("hasac_continuous.py", ["--env-id", "simple_spread_v3"], 200),
+    "discrete": ("hasac_discrete.py", ["--env-id", "simple_spread_v3"], 200),
+    "smac": ("hasac_smac.py", ["--env-id", "3m", "--hidden-dim", "32"], 200),
+    "isaacgym": (
+        "hasac_isaacgym.py",
+        ["--env-id", "transport", "--num-envs", "8", "--episode-length", "20", "--learning-starts", "160"],
+        160,
+    ),
+}
+LONG = ["--total-timesteps", "400000"]
+
+
+def flags_of(name: str) -> list:
+    """TINY with the script's own flags last (later flags win in tyro), and an isaacgym run logging every 160 steps."""
+    extra = ["--log-interval", "160", "--train-interval", "1"] if name == "isaacgym" else []
+    return [*TINY, *SCRIPTS[name][1], *extra]
+
+
+def train_until_stopped(cwd, script: str, flags: list, logged: str) -> tuple[int, str]:
+    """Starts a --save-model run, sends SIGTERM once it has trained, -> (the step it stopped at, its output)."""
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / script), *flags, *LONG, "--save-model"],
+        cwd=cwd,
+        env=SUBPROCESS_ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        for line in process.stdout:
+            if logged in line:
+                break
+        process.send_signal(signal.SIGTERM)
+        output = process.communicate(timeout=240)[0]
+    finally:
+        process.kill()
+    assert process.returncode == 143, output
+    return int(re.search(r"interrupted at global_step=(\d+)", output).group(1)), output
+
+
+@pytest.mark.parametrize("name", list(SCRIPTS))
+def test_sigterm_then_resume_continues_in_the_same_run_dir(tmp_path, name):
+    """Without --save-buffer: the resumed run starts at the saved step, warms up afresh before it trains again, logs
+    into the same TensorBoard curves (no step twice) and finishes its budget."""
+    script, _, warm_up = SCRIPTS[name]
+    logged = "global_step=320/" if name == "isaacgym" else "warm-up done"
+    stopped_at, _ = train_until_stopped(tmp_path, script, flags_of(name), logged)
+    checkpoint = next(run_dir(tmp_path).glob("*.cleanrl_model"))
+    assert torch.load(checkpoint, weights_only=False)["global_step"] == stopped_at
+    total = stopped_at + warm_up + 160
+    result = run_script(
+        tmp_path, *flags_of(name), "--total-timesteps", str(total), "--resume", str(checkpoint), script=ROOT / script
+    )
+    assert_ok(result)
+    assert f"resumed at global_step={stopped_at} in " in result.stdout and "without its buffer" in result.stdout
+    assert len(list((tmp_path / "runs").iterdir())) == 1  # no second run directory
+    steps = [step for step, _ in read_scalars(run_dir(tmp_path))["losses/qf1_loss"]]
+    assert steps == sorted(set(steps)), steps
+    before, after = [s for s in steps if s <= stopped_at], [s for s in steps if s > stopped_at]
+    assert before and after, steps
+    assert min(after) > stopped_at + warm_up  # a fresh warm-up refilled the empty buffer first
+    assert torch.load(checkpoint, weights_only=False)["global_step"] == total
+
+
+MATRIX = "--env-id matrix-game --num-envs 4 --learning-starts 40 --train-interval 5 --gradient-steps 2 --batch-size 32"
+MATRIX = [*MATRIX.split(), "--eval-interval", "200"]
+
+
+def test_resume_with_its_buffer_gives_the_losses_of_an_uninterrupted_run(tmp_path):
+    """The matrix game is stateless (every episode is one step), so the envs' restart on resume changes nothing: a run
+    stopped at step 400 with --save-buffer and resumed to 800 logs exactly the losses of a run of 800 steps. Without
+    the buffer it does not (the test would pass vacuously if the buffer were never used)."""
+    script = ROOT / "hasac_discrete.py"
+    assert_ok(run_script(tmp_path / "whole", *MATRIX, "--total-timesteps", "800", script=script))
+    for variant in ("with", "without"):
+        cwd = tmp_path / variant
+        buffer = ["--save-buffer"] if variant == "with" else []
+        assert_ok(run_script(cwd, *MATRIX, "--total-timesteps", "400", "--save-model", *buffer, script=script))
+        checkpoint = next(run_dir(cwd).glob("*.cleanrl_model"))
+        assert (checkpoint.parent / "replay_buffer.pt").exists() == (variant == "with")
+        result = run_script(cwd, *MATRIX, "--total-timesteps", "800", "--resume", str(checkpoint), script=script)
+        assert_ok(result)
+        assert f"{variant} its buffer" in result.stdout
+    whole, resumed, refilled = (read_scalars(run_dir(tmp_path / d)) for d in ("whole", "with", "without"))
+    for tag in ("losses/qf1_loss", "losses/qf2_loss", "losses/actor_loss", "losses/alpha", "eval/episodic_return"):
+        assert resumed[tag] == whole[tag], tag
+        assert max(step for step, _ in whole[tag]) == 800
+    assert [v for s, v in refilled["losses/qf1_loss"] if s > 400] != [v for s, v in whole["losses/qf1_loss"] if s > 400]
+
+
+def test_resume_training_restores_optimisers_temperatures_and_random_state(tmp_path):
+    """In-process: what resume_training loads is what the run had when it saved (Adam moments included)."""
+    assert_ok(run_script(tmp_path, *flags_of("continuous"), "--total-timesteps", "600", "--save-model"))
+    path = str(next(run_dir(tmp_path).glob("*.cleanrl_model")))
+    saved = torch.load(path, weights_only=False)
+    args = hc.Args(**{**saved["args"], "total_timesteps": 1200})
+    envs = hc.make_env(args, 1)
+    learner = hc.build_learner(envs, args, torch.device("cpu"))
+    torch.manual_seed(123), np.random.seed(123)
+    assert hc.resume_training(path, learner, args, torch.device("cpu")) == 600
+    for optimizer, state in zip(learner.actor_optimizers, saved["actor_optimizers"]):
+        assert optimizer.state_dict()["state"][0]["exp_avg"].equal(state["state"][0]["exp_avg"])
+    assert learner.q_optimizer.state_dict()["state"][0]["exp_avg_sq"].equal(saved["q_optimizer"]["state"][0]["exp_avg_sq"])
+    assert learner.alpha_optimizers[0].state_dict()["state"][0]["step"] == saved["alpha_optimizers"][0]["state"][0]["step"] > 0
+    assert torch.stack(learner.log_alphas).equal(saved["log_alphas"])
+    assert all(learner.qf_target.state_dict()[key].equal(value) for key, value in saved["qf_target"].items())
+    assert torch.get_rng_state().equal(saved["rng"][2]) and np.random.get_state()[1].tolist() == saved["rng"][1][1].tolist()
+    with pytest.raises(ValueError, match="--seed 1; pass those"):
+        hc.resume_training(path, learner, hc.Args(**{**saved["args"], "seed": 2}), torch.device("cpu"))
+    with pytest.raises(ValueError, match="raise --total-timesteps"):
+        hc.resume_training(path, learner, hc.Args(**saved["args"]), torch.device("cpu"))  # 600 of 600 steps done
+    envs.close()
