@@ -9,8 +9,12 @@
 #   TOTAL_TIMESTEPS=10000000   env steps per run (the paper's 10M)
 #   EXTRA_ARGS="--track"       appended to every command
 #   OFFICIAL_ACTIONS=1         continuous runs act as the official code does: --mpe-clip-actions (see below)
-#   JOBS=1                     runs at a time (parallel through xargs -P)
-#   DRY_RUN=1                  print the commands, run nothing
+#   JOBS=1                     runs at a time on this machine (benchmark/run.py --workers)
+#   DRY_RUN=1                  print the commands, run nothing (--workers 0)
+#   RUNNER_ARGS=""             more benchmark/run.py flags: e.g. "--log-dir logs" (each run's output in a file), or
+#                              "--slurm --slurm-partition gpu --slurm-time 24:00:00" (one Slurm job array, each run
+#                              requeued with --resume before its time limit)
+#   PYTHON=python              the interpreter of benchmark/run.py (python benchmark/run.py --help)
 # Then: python benchmark/plot.py runs --out mpe.png
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -62,4 +66,10 @@ fi
 # ---- Discrete actions ----
 add_commands hasac_discrete.py ""
 
-printf '%s\n' "${commands[@]}" | bash benchmark/run_commands.sh
+# benchmark/run.py runs them from the repository root (with --save-model), or submits them to Slurm
+WORKERS=${JOBS:-1}
+if [[ "${DRY_RUN:-0}" == 1 ]]; then
+    WORKERS=0
+fi
+# shellcheck disable=SC2086  # RUNNER_ARGS is split into flags on purpose
+printf '%s\n' "${commands[@]}" | ${PYTHON:-python} benchmark/run.py --commands-from - --workers "$WORKERS" ${RUNNER_ARGS:-}

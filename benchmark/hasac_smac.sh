@@ -10,8 +10,12 @@
 #   MAPS="3s5z 5m_vs_6m"       a subset of the backend's maps below (default: all of them)
 #   TOTAL_TIMESTEPS=10000000   env steps per run (default: the paper's budget for each map)
 #   EXTRA_ARGS="--track"       appended to every command
-#   JOBS=1                     runs at a time (parallel through xargs -P)
-#   DRY_RUN=1                  print the commands, run nothing
+#   JOBS=1                     runs at a time on this machine (benchmark/run.py --workers)
+#   DRY_RUN=1                  print the commands, run nothing (--workers 0)
+#   RUNNER_ARGS=""             more benchmark/run.py flags: e.g. "--log-dir logs" (each run's output in a file), or
+#                              "--slurm --slurm-partition gpu --slurm-time 24:00:00" (one Slurm job array, each run
+#                              requeued with --resume before its time limit)
+#   PYTHON=python              the interpreter of benchmark/run.py (python benchmark/run.py --help)
 # Then: python benchmark/plot.py runs --out smac.png (tags charts/win_rate and eval/win_rate hold the win rates)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -65,4 +69,10 @@ for map in $MAPS; do
     done
 done
 
-printf '%s\n' "${commands[@]}" | bash benchmark/run_commands.sh
+# benchmark/run.py runs them from the repository root (with --save-model), or submits them to Slurm
+WORKERS=${JOBS:-1}
+if [[ "${DRY_RUN:-0}" == 1 ]]; then
+    WORKERS=0
+fi
+# shellcheck disable=SC2086  # RUNNER_ARGS is split into flags on purpose
+printf '%s\n' "${commands[@]}" | ${PYTHON:-python} benchmark/run.py --commands-from - --workers "$WORKERS" ${RUNNER_ARGS:-}
