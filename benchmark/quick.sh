@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# A CPU-sized reproduction of HASAC (Liu et al., "Maximum Entropy Heterogeneous-Agent Reinforcement Learning",
+# ICLR 2024): short runs of five benchmark families with the official tuned configs, then the learning curves and
+# tables under docs/results/ (docs/hasac.md shows them). About 2 hours on 2 CPU cores with JOBS=2, the default.
+#
+# Usage (from anywhere):   bash benchmark/quick.sh
+#   PIECES="matrix mpe mamujoco smax vmas"  which pieces to run (each stands alone; default: all five)
+#   JOBS=2                                  runs at a time (benchmark/run.py --workers)
+#   RUN=0                                   run nothing: rebuild the figures and tables from whatever runs are in runs/
+#   DRY_RUN=1                               print the commands, run nothing
+#   RUNNER_ARGS=""                          more benchmark/run.py flags (e.g. "--slurm --slurm-time 2:00:00")
+#   PYTHON=python                           the interpreter
+#
+# The pieces and their budgets (env steps per run; the paper trains for 10M-40M):
+#   matrix    the single-state matrix game: the temperature sweep (escape from (A, A)) and the QRE study,
+#             3 seeds each (benchmark/hasac_matrix_game.sh with its defaults)
+#   mpe       MPE simple_spread_v3, continuous and discrete actions, 3 seeds x 150k (hasac_mpe.sh's config)
+#   mamujoco  MaMuJoCo Ant-4x2, 2 seeds x 150k with full-state observations (the script's default, the official
+#             env.agent_obsk 0 config), and 1 seed x 185k with --agent-obsk 1 (local observations: the setting of the
+#             official figures that docs/results/mamujoco.md sets beside ours) (hasac_mamujoco.sh's config)
+#   smax      SMAX 3m (JaxMARL's StarCraft), 2 seeds x 150k with the official SMAC config except
+#             --gradient-steps 10 (the official 50 updates per 50 env steps run at about 37 env steps/s on one CPU
+#             core: 150k steps would take over an hour per run) and the EP state (the script's default)
+#   vmas      VMAS balance and transport, 2 seeds x 512k (hasac_vmas.sh's config: the script's VMAS defaults)
+#
+# Runs go to runs/ (with --save-model, so an interrupted run continues with --resume), their output to logs/quick/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ALL_PIECES="matrix mpe mamujoco smax vmas"
+PIECES=${PIECES:-$ALL_PIECES}
+PYTHON=${PYTHON:-python}
+for piece in $PIECES; do
+    if [[ " $ALL_PIECES " != *" $piece "* ]]; then
+        echo "error: unknown piece '$piece'; choose from: $ALL_PIECES" >&2
+        exit 2
+    fi
+done
+has() { [[ " $PIECES " == *" $1 "* ]]; }
+
+commands=()
+# the longest runs first, so that the two workers finish close together
+if has smax; then
+    for seed in 1 2; do  # hasac_smac.sh's COMMON and 3s5z args (gamma 0.99, n-step 20, auto alpha from 1)
+        commands+=("python hasac_smac.py --env-id 3m --seed $seed --total-timesteps 150000 --num-envs 20 --gamma 0.99 \
+--n-step 20 --autotune --alpha 1.0 --policy-lr 3e-4 --q-lr 5e-4 --batch-size 1000 --use-huber-loss --huber-delta 10 \
+--use-valuenorm --gradient-steps 10 --eval-interval 10000 --eval-episodes 20 --exp-name quick_smax")
+    done
+fi
+if has mamujoco; then
+    ant="python hasac_continuous.py --env-id Ant-4x2 --total-timesteps 150000 --gamma 0.99 --num-envs 20 --no-autotune \
+--alpha 0.2 --n-step 5 --policy-lr 1e-3 --q-lr 3e-4 --batch-size 1000 --eval-interval 10000 --eval-episodes 20"
+    commands+=("$ant --seed 1 --exp-name quick_full_state" "$ant --seed 2 --exp-name quick_full_state")
+    # to 185k, the last step of the official local-observation figures
+    commands+=("${ant/150000/185000} --seed 1 --agent-obsk 1 --exp-name quick_obsk1")
+fi
+if has mpe; then
+    for script in continuous discrete; do  # hasac_mpe.sh's MPE_ARGS
+        for seed in 1 2 3; do
+            commands+=("python hasac_$script.py --env-id simple_spread_v3 --seed $seed --total-timesteps 150000 \
+--num-envs 20 --autotune --alpha 1.0 --gamma 0.99 --n-step 20 --policy-lr 5e-4 --q-lr 5e-4 --batch-size 1000 \
+--eval-interval 10000 --exp-name quick_$script")
+        done
+    done
+fi
+if has vmas; then
+    for task in balance transport; do
+        for seed in 1 2; do
+            commands+=("python hasac_isaacgym.py --env-id $task --seed $seed --total-timesteps 512000 \
+--eval-interval 25600 --log-interval 25600 --exp-name quick_vmas")
+        done
+    done
+fi
+if has matrix; then  # the matrix game's own sweep script, its commands only
+    mapfile -t -O "${#commands[@]}" commands < <(DRY_RUN=1 PYTHON="$PYTHON" bash benchmark/hasac_matrix_game.sh)
+fi
+
+if [[ "${RUN:-1}" == 1 ]]; then
+    WORKERS=${JOBS:-2}
+    [[ "${DRY_RUN:-0}" == 1 ]] && WORKERS=0
+    # shellcheck disable=SC2086  # RUNNER_ARGS is split into flags on purpose
+    printf '%s\n' "${commands[@]}" | "$PYTHON" benchmark/run.py --commands-from - --workers "$WORKERS" \
+        --log-dir logs/quick ${RUNNER_ARGS:-}
+    [[ "${DRY_RUN:-0}" == 1 ]] && exit 0
+fi
+
+# ---- Figures and tables (from whatever runs exist; a piece without runs is skipped) ----
+mkdir -p docs/results
+found() { compgen -G "runs/$1__$2__*" > /dev/null; }
+plot() {  # $1: output stem, then plot.py flags
+    local stem=$1
+    shift
+    "$PYTHON" benchmark/plot.py runs --out "docs/results/$stem.png" "$@"
+}
+if has matrix && found matrix-game "matrix_*"; then
+    "$PYTHON" benchmark/plot_matrix_game.py runs --out docs/results/matrix_game.png \
+        --qre-out docs/results/matrix_game_qre.png | tee docs/results/matrix_game.md
+fi
+if has mpe && found simple_spread_v3 "quick_*"; then
+    # the official implementation's continuous run: its tuned MPE config, seed 1, on a 2-thread CPU
+    plot mpe --env-ids simple_spread_v3 --exp-names quick_continuous quick_discrete \
+        --title "MPE simple_spread_v3: evaluation return, 3 seeds x 150k steps" \
+        --at-steps 20000 50000 100000 150000 \
+        --reference "simple_spread_v3:official HASAC continuous (seed 1)=-61.9,-58.8,-48.3,-43.6"
+fi
+if has mamujoco && found Ant-4x2 "quick_*"; then
+    # the official implementation with local observations (env.agent_obsk 1): compare with quick_obsk1
+    plot mamujoco --env-ids Ant-4x2 --exp-names quick_full_state quick_obsk1 \
+        --title "MaMuJoCo Ant-4x2: evaluation return (full state: 2 seeds x 150k; --agent-obsk 1: 1 seed x 185k)" \
+        --at-steps 35000 60000 110000 150000 160000 185000 \
+        --reference "Ant-4x2:official HASAC, agent_obsk 1 (seed 1)=510,639,564,nan,694,766"
+fi
+if has smax && found 3m quick_smax; then
+    plot smax --env-ids 3m --exp-names quick_smax --tag eval/win_rate \
+        --title "SMAX 3m: evaluation win rate, 2 seeds x 150k steps" --at-steps 50000 100000 150000
+fi
+if has vmas && compgen -G "runs/*__quick_vmas__*" > /dev/null; then
+    plot vmas --env-ids balance transport --exp-names quick_vmas \
+        --title "VMAS: evaluation return, 2 seeds x 512k steps" --at-steps 128000 256000 512000
+fi
+echo "quick.sh: figures and tables in docs/results/"
