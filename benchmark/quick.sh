@@ -12,16 +12,16 @@
 #   PYTHON=python                           the interpreter
 #
 # The pieces and their budgets (env steps per run; the paper trains for 10M-40M):
-#   matrix    the single-state matrix game: the temperature sweep (escape from (A, A)) and the QRE study,
-#             3 seeds each (benchmark/hasac_matrix_game.sh with its defaults)
+#   matrix    the single-state matrix game (benchmark/hasac_matrix_game.sh with its defaults): the temperature
+#             sweep (the escape from (A, A)), 3 seeds, and the QRE study, 2 seeds
 #   mpe       MPE simple_spread_v3, continuous and discrete actions, 3 seeds x 150k (hasac_mpe.sh's config)
 #   mamujoco  MaMuJoCo Ant-4x2, 2 seeds x 150k with full-state observations (the script's default, the official
 #             env.agent_obsk 0 config), and 1 seed x 185k with --agent-obsk 1 (local observations: the setting of the
 #             official figures that docs/results/mamujoco.md sets beside ours) (hasac_mamujoco.sh's config)
-#   smax      SMAX 3m (JaxMARL's StarCraft), 2 seeds x 300k with the official SMAC config (50 updates per 1000 env
-#             steps) and the EP state (the script's default; the official configs' FP costs more); at 150k with a
-#             fifth of the updates, the win rate had not left 0
-#   vmas      VMAS balance and transport, 2 seeds x 512k (hasac_vmas.sh's config: the script's VMAS defaults)
+#   smax      SMAX 3m (JaxMARL's StarCraft), 2 seeds x 500k with the official SMAC config but --gradient-steps 10
+#             (a fifth of the official 50 updates per 1000 env steps, which took about 2 CPU-minutes per 10k env
+#             steps here: over 1.5 hours per run) and the EP state (the script's default; the official FP costs more)
+#   vmas      VMAS balance and transport, 2 seeds x 256k (hasac_vmas.sh's config: the script's VMAS defaults)
 #
 # Runs go to runs/ (with --save-model, so an interrupted run continues with --resume), their output to logs/quick/.
 set -euo pipefail
@@ -42,9 +42,9 @@ commands=()
 # the longest runs first, so that the two workers finish close together
 if has smax; then
     for seed in 1 2; do  # hasac_smac.sh's COMMON and 3s5z args (gamma 0.99, n-step 20, auto alpha from 1)
-        commands+=("python hasac_smac.py --env-id 3m --seed $seed --total-timesteps 300000 --num-envs 20 --gamma 0.99 \
+        commands+=("python hasac_smac.py --env-id 3m --seed $seed --total-timesteps 500000 --num-envs 20 --gamma 0.99 \
 --n-step 20 --autotune --alpha 1.0 --policy-lr 3e-4 --q-lr 5e-4 --batch-size 1000 --use-huber-loss --huber-delta 10 \
---use-valuenorm --eval-interval 10000 --eval-episodes 20 --exp-name quick_smax")
+--use-valuenorm --gradient-steps 10 --eval-interval 20000 --eval-episodes 20 --exp-name quick_smax")
     done
 fi
 if has mamujoco; then
@@ -66,13 +66,14 @@ fi
 if has vmas; then
     for task in balance transport; do
         for seed in 1 2; do
-            commands+=("python hasac_isaacgym.py --env-id $task --seed $seed --total-timesteps 512000 \
+            commands+=("python hasac_isaacgym.py --env-id $task --seed $seed --total-timesteps 256000 \
 --eval-interval 25600 --log-interval 25600 --exp-name quick_vmas")
         done
     done
 fi
 if has matrix; then  # the matrix game's own sweep script, its commands only
-    mapfile -t -O "${#commands[@]}" commands < <(DRY_RUN=1 PYTHON="$PYTHON" bash benchmark/hasac_matrix_game.sh)
+    mapfile -t -O "${#commands[@]}" commands < <(DRY_RUN=1 QRE=0 SEEDS="1 2 3" PYTHON="$PYTHON" bash benchmark/hasac_matrix_game.sh)
+    mapfile -t -O "${#commands[@]}" commands < <(DRY_RUN=1 SWEEP=0 SEEDS="1 2" PYTHON="$PYTHON" bash benchmark/hasac_matrix_game.sh)
 fi
 
 if [[ "${RUN:-1}" == 1 ]]; then
@@ -112,10 +113,11 @@ if has mamujoco && found Ant-4x2 "quick_*"; then
 fi
 if has smax && found 3m quick_smax; then
     plot smax --env-ids 3m --exp-names quick_smax --tag eval/win_rate \
-        --title "SMAX 3m: evaluation win rate, 2 seeds x 300k steps" --at-steps 100000 200000 300000
+        --title "SMAX 3m: evaluation win rate, 2 seeds x 500k steps (10 updates per 1000 env steps)" \
+        --at-steps 100000 200000 300000 400000 500000
 fi
 if has vmas && compgen -G "runs/*__quick_vmas__*" > /dev/null; then
     plot vmas --env-ids balance transport --exp-names quick_vmas \
-        --title "VMAS: evaluation return, 2 seeds x 512k steps" --at-steps 128000 256000 512000
+        --title "VMAS: evaluation return, 2 seeds x 256k steps" --at-steps 64000 128000 256000
 fi
 echo "quick.sh: figures and tables in docs/results/"
