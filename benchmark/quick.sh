@@ -104,24 +104,24 @@ fi
 if has mpe && found simple_spread_v3 "quick_*"; then
     # the official implementation's continuous run: its tuned MPE config, seed 1, on a 2-thread CPU
     plot mpe --env-ids simple_spread_v3 --exp-names quick_continuous quick_discrete \
-        --title "MPE simple_spread_v3: evaluation return, 3 seeds x 150k steps" \
+        --title "MPE: evaluation return" \
         --at-steps 20000 50000 100000 150000 \
         --reference "simple_spread_v3:official HASAC continuous (seed 1)=-61.9,-58.8,-48.3,-43.6"
 fi
 if has mamujoco && found Ant-4x2 "quick_*"; then
     # the official implementation with local observations (env.agent_obsk 1): compare with quick_obsk1
     plot mamujoco --env-ids Ant-4x2 --exp-names quick_full_state quick_obsk1 \
-        --title "MaMuJoCo Ant-4x2: evaluation return (full state: 2 seeds x 150k; --agent-obsk 1: 1 seed x 185k)" \
+        --title "MaMuJoCo: evaluation return" \
         --at-steps 35000 60000 110000 150000 160000 185000 \
         --reference "Ant-4x2:official HASAC, agent_obsk 1 (seed 1)=510,639,564,nan,694,766"
 fi
 if has smax && found 3m quick_smax; then
     plot smax --env-ids 3m --exp-names quick_smax --tag eval/win_rate \
-        --title "SMAX 3m: evaluation win rate, 2 seeds x 500k steps (10 updates per 1000 env steps)" \
+        --title "SMAX: evaluation win rate" \
         --at-steps 100000 200000 300000 400000 500000
 fi
 if has vmas && compgen -G "runs/*__quick_vmas__*" > /dev/null; then
     plot vmas --env-ids balance transport --exp-names quick_vmas \
-        --title "VMAS: evaluation return, 2 seeds x 256k steps" --at-steps 64000 128000 256000
+        --title "VMAS: evaluation return" --at-steps 64000 128000 256000
 fi
 echo "quick.sh: figures and tables in docs/results/"
