@@ -386,7 +386,7 @@ def main() -> None:
             group = groups.get((env_id, exp_name))
             if not group:
                 continue
-            label = f"{exp_name} ({len(group)} seeds)"
+            label = f"{exp_name} ({len(group)} seed{'' if len(group) == 1 else 's'})"
             grid, values = on_common_grid(group, args.num_points)
             draw(ax, grid, values, args.band, colours[exp_name], label)
             finals[(env_id, exp_name)] = (grid[-1], values[:, -1].mean(), values[:, -1].std())

@@ -88,7 +88,8 @@ def qre_study(runs_dir: str, out: str) -> bool:
             cells.append(
                 " ".join(f"{'(' + ', '.join(f'{p:.3f}' for p in mean[i]) + ')':>22}" for i in range(2)) + f" {gap:5.3f}"
             )
-        print(" ".join(cells) + f"   ({len(by_key.get((losses[0], alpha), []))} seeds)")
+        seeds = len(by_key.get((losses[0], alpha), []))
+        print(" ".join(cells) + f"   ({seeds} seed{'' if seeds == 1 else 's'})")
 
     grid = np.linspace(min(alphas), max(alphas), 200)
     curve = np.array([quantal_response_equilibrium(a, 1000)[0] for a in grid])  # [200, 3]; symmetric: agent 1's

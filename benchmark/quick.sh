@@ -98,8 +98,8 @@ plot() {  # $1: output stem, then plot.py flags
     "$PYTHON" benchmark/plot.py runs --out "docs/results/$stem.png" "$@"
 }
 if has matrix && found matrix-game "matrix_*"; then
-    "$PYTHON" benchmark/plot_matrix_game.py runs --out docs/results/matrix_game.png \
-        --qre-out docs/results/matrix_game_qre.png | tee docs/results/matrix_game.md
+    { echo '```text'; "$PYTHON" benchmark/plot_matrix_game.py runs --out docs/results/matrix_game.png \
+        --qre-out docs/results/matrix_game_qre.png; echo '```'; } | tee docs/results/matrix_game.md
 fi
 if has mpe && found simple_spread_v3 "quick_*"; then
     # the official implementation's continuous run: its tuned MPE config, seed 1, on a 2-thread CPU
