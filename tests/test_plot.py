@@ -116,9 +116,18 @@ def test_table_at_steps_with_references_is_written_to_markdown(tmp_path, monkeyp
     saved = []
     monkeypatch.setattr(plt.Figure, "savefig", lambda fig, *args, **kwargs: saved.append(fig))
     _run_main(
-        monkeypatch, runs, "--out", tmp_path / "mpe.png", "--at-steps", "150", "250",
-        "--reference", "simple_spread_v3:official HARL, seed 1=1.25,n/a", "--reference", "paper=9,10.5",
-    )  # fmt: skip
+        monkeypatch,
+        runs,
+        "--out",
+        tmp_path / "mpe.png",
+        "--at-steps",
+        "150",
+        "250",
+        "--reference",
+        "simple_spread_v3:official HARL, seed 1=1.25,n/a",
+        "--reference",
+        "paper=9,10.5",
+    )
     table = (tmp_path / "mpe.md").read_text()
     assert table.startswith(
         "| env_id | exp_name | seeds | at 150 | at 250 | step | final eval/episodic_return (mean ± std) |\n"

@@ -148,18 +148,37 @@ def test_find_run_dir_prefers_the_one_written_by_the_pid(tmp_path):
 # ---- the command line ----
 def test_dry_run_prints_the_commands_and_runs_nothing(tmp_path):
     result = run_py(
-        "--env-ids", "A", "B", "--num-seeds", "2", "--start-seed", "5", "--command", "python x.py --k 1",
-        "--workers", "0", "--root", str(tmp_path), cwd=tmp_path,
-    )  # fmt: skip
+        "--env-ids",
+        "A",
+        "B",
+        "--num-seeds",
+        "2",
+        "--start-seed",
+        "5",
+        "--command",
+        "python x.py --k 1",
+        "--workers",
+        "0",
+        "--root",
+        str(tmp_path),
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
         f"python x.py --k 1 --env-id {env} --seed {seed} --save-model" for seed in (5, 6) for env in ("A", "B")
     ]
     # --commands-from - (standard input), and --slurm with --workers 0 submits nothing (no sbatch, no folder)
     result = run_py(
-        "--commands-from", "-", "--workers", "0", "--slurm", "--root", str(tmp_path),
-        cwd=tmp_path, stdin="# sweep\npython a.py --seed 1\n\npython b.py --save-model\n",
-    )  # fmt: skip
+        "--commands-from",
+        "-",
+        "--workers",
+        "0",
+        "--slurm",
+        "--root",
+        str(tmp_path),
+        cwd=tmp_path,
+        stdin="# sweep\npython a.py --seed 1\n\npython b.py --save-model\n",
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["python a.py --seed 1 --save-model", "python b.py --save-model"]
     assert list(tmp_path.iterdir()) == []
@@ -212,6 +231,35 @@ def test_benchmark_script_dry_run(tmp_path, name):
     assert not (ROOT / "slurm_logs").exists()
 
 
+QUICK_PIECES = {"matrix": 36, "mpe": 6, "mamujoco": 3, "smax": 2, "vmas": 4}  # runs per piece of benchmark/quick.sh
+
+
+@pytest.mark.parametrize("piece", list(QUICK_PIECES))
+def test_quick_sh_dry_run_prints_each_pieces_commands(piece):
+    """benchmark/quick.sh's pieces stand alone: DRY_RUN=1 prints their commands through run.py, and plots nothing."""
+    env = {**SUBPROCESS_ENV, "DRY_RUN": "1", "PIECES": piece, "PYTHON": sys.executable}
+    result = subprocess.run(
+        ["bash", str(ROOT / "benchmark" / "quick.sh")], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == QUICK_PIECES[piece] and all(line.endswith("--save-model") for line in lines), lines
+    if piece == "mpe":  # 3 seeds x 150k, continuous and discrete
+        assert sorted(re.search(r"hasac_(\w+)\.py .*--seed (\d)", line).groups() for line in lines) == [
+            (script, seed) for script in ("continuous", "discrete") for seed in "123"
+        ]
+        assert all("--total-timesteps 150000" in line for line in lines)
+
+
+def test_quick_sh_unknown_piece_is_one_line():
+    env = {**SUBPROCESS_ENV, "DRY_RUN": "1", "PIECES": "mpe atari", "PYTHON": sys.executable}
+    result = subprocess.run(
+        ["bash", str(ROOT / "benchmark" / "quick.sh")], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr == "error: unknown piece 'atari'; choose from: matrix mpe mamujoco smax vmas\n"
+
+
 # ---- the local pool ----
 def test_local_pool_runs_in_parallel_and_reports_failures(tmp_path):
     """Two real runs and one with a bad flag, two at a time: both runs finish in the --root's runs/ with a checkpoint
@@ -223,9 +271,19 @@ def test_local_pool_runs_in_parallel_and_reports_failures(tmp_path):
     env = {key: value for key, value in SUBPROCESS_ENV.items() if key != "OMP_NUM_THREADS"}
     logs = tmp_path / "logs"
     result = run_py(
-        "--commands-from", "-", "--workers", "2", "--root", str(tmp_path), "--log-dir", str(logs),
-        cwd=tmp_path, stdin="\n".join(commands), env=env, timeout=300,
-    )  # fmt: skip
+        "--commands-from",
+        "-",
+        "--workers",
+        "2",
+        "--root",
+        str(tmp_path),
+        "--log-dir",
+        str(logs),
+        cwd=tmp_path,
+        stdin="\n".join(commands),
+        env=env,
+        timeout=300,
+    )
     assert result.returncode == 1, result.stdout + result.stderr
     out = result.stdout
     assert "run.py: 3 of 4 runs finished" in out and "run.py: 1 failed:" in out
@@ -237,8 +295,12 @@ def test_local_pool_runs_in_parallel_and_reports_failures(tmp_path):
     share = run.thread_share(2)
     assert f"run.py: 2 workers on {os.cpu_count()} CPUs: OMP_NUM_THREADS={share}" in out
     log_files = sorted(path.name for path in logs.iterdir())
-    assert log_files == ["001_hasac_discrete_matrix-game_1.log", "002_hasac_discrete_matrix-game.log",
-                         "003_hasac_discrete_matrix-game_2.log", "004_run.log"]  # fmt: skip
+    assert log_files == [
+        "001_hasac_discrete_matrix-game_1.log",
+        "002_hasac_discrete_matrix-game.log",
+        "003_hasac_discrete_matrix-game_2.log",
+        "004_run.log",
+    ]
     assert f"(log: {logs / '001_hasac_discrete_matrix-game_1.log'})" in out
     assert "eval/episodic_return" in (logs / log_files[0]).read_text()
     assert "no-such-flag" in (logs / log_files[1]).read_text()
@@ -272,11 +334,33 @@ def load_submitted(tmp_path, job_id):
 def test_slurm_submits_one_job_array(tmp_path, fake_slurm):
     env, sbatch_record, _ = fake_slurm
     result = run_py(
-        "--env-ids", "A", "B", "--num-seeds", "2", "--command", "python x.py", "--slurm", "--root", str(tmp_path),
-        "--workers", "3", "--slurm-partition", "gpu", "--slurm-gpus-per-task", "1", "--slurm-cpus-per-task", "4",
-        "--slurm-time", "2:30:00", "--slurm-array-parallelism", "3", "--slurm-max-timeouts", "5",
-        cwd=tmp_path, env=env,
-    )  # fmt: skip
+        "--env-ids",
+        "A",
+        "B",
+        "--num-seeds",
+        "2",
+        "--command",
+        "python x.py",
+        "--slurm",
+        "--root",
+        str(tmp_path),
+        "--workers",
+        "3",
+        "--slurm-partition",
+        "gpu",
+        "--slurm-gpus-per-task",
+        "1",
+        "--slurm-cpus-per-task",
+        "4",
+        "--slurm-time",
+        "2:30:00",
+        "--slurm-array-parallelism",
+        "3",
+        "--slurm-max-timeouts",
+        "5",
+        cwd=tmp_path,
+        env=env,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     commands = [f"python x.py --env-id {env} --seed {seed}" for seed in (1, 2) for env in ("A", "B")]
     assert f"run.py: submitted job 1234 (4 runs), logs in {tmp_path / 'slurm_logs' / '%j'}" in result.stdout
@@ -371,8 +455,12 @@ def test_slurm_signal_requeues_the_task_with_resume(tmp_path, fake_slurm):
     with open(log, "w") as out:
         task = subprocess.Popen(
             [sys.executable, "-u", "-m", "submitit.core._submit", str(tmp_path / "slurm_logs" / "%j")],
-            cwd=tmp_path, env=task_env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+            cwd=tmp_path,
+            env=task_env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
             wait_for(progress_printed(log), what="the task's first progress line")
             os.killpg(task.pid, signal.SIGUSR2)
@@ -397,8 +485,19 @@ def test_slurm_sigterm_points_the_task_at_resume(tmp_path, fake_slurm):
     run saves and exits 143, submitit ignores the SIGTERM, and the task's pickle (what the requeued task runs) becomes
     the --resume command before Slurm's SIGKILL."""
     env, _, scontrol_record = fake_slurm
-    result = run_py("--env-ids", "matrix-game", "--command", LONG.replace(" --env-id matrix-game", ""), "--num-seeds", "2",
-                    "--slurm", "--root", str(tmp_path), cwd=tmp_path, env=env)  # fmt: skip
+    result = run_py(
+        "--env-ids",
+        "matrix-game",
+        "--command",
+        LONG.replace(" --env-id matrix-game", ""),
+        "--num-seeds",
+        "2",
+        "--slurm",
+        "--root",
+        str(tmp_path),
+        cwd=tmp_path,
+        env=env,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     task_env = {**env, "SUBMITIT_EXECUTOR": "slurm", "SLURM_JOB_ID": "1235", "SLURM_ARRAY_JOB_ID": "1234"}
     task_env.update(SLURM_ARRAY_TASK_ID="0", SLURM_PROCID="0", PYTHONUNBUFFERED="1")
@@ -406,8 +505,12 @@ def test_slurm_sigterm_points_the_task_at_resume(tmp_path, fake_slurm):
     with open(log, "w") as out:
         task = subprocess.Popen(
             [sys.executable, "-u", "-m", "submitit.core._submit", str(tmp_path / "slurm_logs" / "%j")],
-            cwd=tmp_path, env=task_env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+            cwd=tmp_path,
+            env=task_env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
             wait_for(progress_printed(log), what="the task's first progress line")
             os.killpg(task.pid, signal.SIGTERM)
