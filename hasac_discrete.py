@@ -1210,7 +1210,7 @@ if __name__ == "__main__":
             run_evaluation(global_step)
     except KeyboardInterrupt:
         print(f"interrupted at global_step={global_step}")
-        exit_status = 128 + (stop_signals or [signal.SIGINT])[0]  # 130 / 143 as a shell reports it: not a finished run
+        exit_status = 128 + stop_signals[0]  # 130 / 143, as a shell reports it: a sweep tells it from a finished run
     except FloatingPointError as error:
         writer.close()
         raise SystemExit(f"error: {error}") from None

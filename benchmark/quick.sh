@@ -120,7 +120,7 @@ if has smax && found 3m quick_smax; then
         --title "SMAX: evaluation win rate" \
         --at-steps 100000 200000 300000 400000 500000
 fi
-if has vmas && compgen -G "runs/*__quick_vmas__*" > /dev/null; then
+if has vmas && found "*" quick_vmas; then
     plot vmas --env-ids balance transport --exp-names quick_vmas \
         --title "VMAS: evaluation return" --at-steps 64000 128000 256000
 fi

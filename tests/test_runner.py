@@ -438,6 +438,20 @@ def test_checkpoint_before_the_run_started_resubmits_the_command(tmp_path):
     assert delayed.args == ("python x.py --env-id e --seed 1 --save-model",)
 
 
+def start_array_task(tmp_path, env, log):
+    """submitit's own job runner for one array task (what the sbatch file runs), in its own process group (a Slurm
+    job step), its output in `log`."""
+    with open(log, "w") as out:
+        return subprocess.Popen(
+            [sys.executable, "-u", "-m", "submitit.core._submit", str(tmp_path / "slurm_logs" / "%j")],
+            cwd=tmp_path,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
 def test_slurm_signal_requeues_the_task_with_resume(tmp_path, fake_slurm):
     """The whole Slurm path without Slurm: run.py submits, then submitit's own job runner (`python -m
     submitit.core._submit`, what the sbatch file runs) starts array task 1 with Slurm's environment variables. Slurm's
@@ -452,22 +466,14 @@ def test_slurm_signal_requeues_the_task_with_resume(tmp_path, fake_slurm):
     task_env.update(SLURM_ARRAY_TASK_ID="1", SLURM_PROCID="0", SLURM_LOCALID="0", SLURM_NODEID="0", SLURM_NTASKS="1")
     task_env["PYTHONUNBUFFERED"] = "1"
     log = tmp_path / "task.log"
-    with open(log, "w") as out:
-        task = subprocess.Popen(
-            [sys.executable, "-u", "-m", "submitit.core._submit", str(tmp_path / "slurm_logs" / "%j")],
-            cwd=tmp_path,
-            env=task_env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        try:
-            wait_for(progress_printed(log), what="the task's first progress line")
-            os.killpg(task.pid, signal.SIGUSR2)
-            task.wait(timeout=120)
-        finally:
-            if task.poll() is None:
-                os.killpg(task.pid, signal.SIGKILL)
+    task = start_array_task(tmp_path, task_env, log)
+    try:
+        wait_for(progress_printed(log), what="the task's first progress line")
+        os.killpg(task.pid, signal.SIGUSR2)
+        task.wait(timeout=120)
+    finally:
+        if task.poll() is None:
+            os.killpg(task.pid, signal.SIGKILL)
     text = log.read_text()
     assert "interrupted at global_step=" in text, text  # the run got SIGTERM and saved (not killed by USR2)
     assert scontrol_record.read_text().split() == ["requeue", "1234_1"], text
@@ -502,23 +508,15 @@ def test_slurm_sigterm_points_the_task_at_resume(tmp_path, fake_slurm):
     task_env = {**env, "SUBMITIT_EXECUTOR": "slurm", "SLURM_JOB_ID": "1235", "SLURM_ARRAY_JOB_ID": "1234"}
     task_env.update(SLURM_ARRAY_TASK_ID="0", SLURM_PROCID="0", PYTHONUNBUFFERED="1")
     log = tmp_path / "task.log"
-    with open(log, "w") as out:
-        task = subprocess.Popen(
-            [sys.executable, "-u", "-m", "submitit.core._submit", str(tmp_path / "slurm_logs" / "%j")],
-            cwd=tmp_path,
-            env=task_env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        try:
-            wait_for(progress_printed(log), what="the task's first progress line")
-            os.killpg(task.pid, signal.SIGTERM)
-            wait_for(lambda: "--resume" in load_submitted(tmp_path, "1234_0").args[0], what="the --resume pickle")
-            assert task.poll() is None  # still waiting for submitit's signal when Slurm's SIGKILL comes
-        finally:
-            os.killpg(task.pid, signal.SIGKILL)
-            task.wait(timeout=60)
+    task = start_array_task(tmp_path, task_env, log)
+    try:
+        wait_for(progress_printed(log), what="the task's first progress line")
+        os.killpg(task.pid, signal.SIGTERM)
+        wait_for(lambda: "--resume" in load_submitted(tmp_path, "1234_0").args[0], what="the --resume pickle")
+        assert task.poll() is None  # still waiting for submitit's signal when Slurm's SIGKILL comes
+    finally:
+        os.killpg(task.pid, signal.SIGKILL)
+        task.wait(timeout=60)
     assert "interrupted at global_step=" in log.read_text()
     tokens = shlex.split(load_submitted(tmp_path, "1234_0").args[0])
     assert tokens[-2] == "--resume" and (tmp_path / tokens[-1]).is_file()
