@@ -1168,12 +1168,6 @@ if __name__ == "__main__":
             name=run_name,
             save_code=True,
         )
-    from torch.utils.tensorboard import SummaryWriter
-
-    writer = SummaryWriter(run_dir)
-    writer.add_text(
-        "hyperparameters", "|param|value|\n|-|-|\n%s" % ("\n".join([f"|{key}|{value}|" for key, value in vars(args).items()]))
-    )
     model_path = f"{run_dir}/{args.exp_name}.cleanrl_model"
 
     # ALGO LOGIC: the learner, the replay memory and the evaluation envs
@@ -1241,8 +1235,13 @@ if __name__ == "__main__":
             learning_starts = global_step + args.learning_starts
         rb = rb if saved_rb is None else saved_rb
         print(f"resumed at global_step={global_step} in {run_dir}, {'without' if saved_rb is None else 'with'} its buffer")
-        writer.close()
-        writer = SummaryWriter(run_dir, purge_step=global_step + 1)  # drops what a killed run logged after it
+    from torch.utils.tensorboard import SummaryWriter
+
+    # a resumed run's curves continue: purge_step drops what a killed run logged after its checkpoint
+    writer = SummaryWriter(run_dir, purge_step=global_step + 1 if args.resume else None)
+    writer.add_text(
+        "hyperparameters", "|param|value|\n|-|-|\n%s" % ("\n".join([f"|{key}|{value}|" for key, value in vars(args).items()]))
+    )
     start_time, start_step = time.time(), global_step
     alive = torch.ones(args.num_envs, envs.n_agents)  # every unit is alive when a battle starts
     episode_return, episode_length = np.zeros(args.num_envs), np.zeros(args.num_envs, dtype=int)
