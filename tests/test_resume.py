@@ -72,6 +72,7 @@ def test_sigterm_then_resume_continues_in_the_same_run_dir(tmp_path, name):
     assert_ok(result)
     assert f"resumed at global_step={stopped_at} in " in result.stdout and "without its buffer" in result.stdout
     assert len(list((tmp_path / "runs").iterdir())) == 1  # no second run directory
+    assert len(list(run_dir(tmp_path).glob("events.out.tfevents.*"))) == 2  # one event file per start, none extra
     steps = [step for step, _ in read_scalars(run_dir(tmp_path))["losses/qf1_loss"]]
     assert steps == sorted(set(steps)), steps
     before, after = [s for s in steps if s <= stopped_at], [s for s in steps if s > stopped_at]
