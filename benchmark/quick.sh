@@ -22,7 +22,8 @@
 #             (a fifth of the official 50 updates per 1000 env steps, which took about 2 CPU-minutes per 10k env
 #             steps here: over 1.5 hours per run), the EP state (the script's default; the official FP costs more)
 #             and the initial temperature scaled to SMAX's rewards (0.1; see below)
-#   vmas      VMAS balance and transport, 2 seeds x 256k (hasac_vmas.sh's config: the script's VMAS defaults)
+#   vmas      VMAS balance and transport, 2 seeds x 256k (hasac_vmas.sh's config: the script's VMAS defaults), beside
+#             VMAS's own heuristic policies and random actions (benchmark/vmas_reference.py)
 #
 # Runs go to runs/ (with --save-model, so an interrupted run continues with --resume), their output to logs/quick/.
 set -euo pipefail
@@ -121,7 +122,10 @@ if has smax && found 3m quick_smax; then
         --at-steps 100000 200000 300000 400000 500000
 fi
 if has vmas && found "*" quick_vmas; then
+    # VMAS's own heuristic policies and random actions, under the same evaluation protocol (no official figures exist)
+    mapfile -t vmas_references < <("$PYTHON" benchmark/vmas_reference.py --env-ids balance transport \
+        --steps 64000 128000 256000 | grep -- '^--reference=')
     plot vmas --env-ids balance transport --exp-names quick_vmas \
-        --title "VMAS: evaluation return" --at-steps 64000 128000 256000
+        --title "VMAS: evaluation return" --at-steps 64000 128000 256000 "${vmas_references[@]}"
 fi
 echo "quick.sh: figures and tables in docs/results/"

@@ -4,8 +4,11 @@ against eager, the on-device n-step replay buffer, the VMAS adapter and bad inpu
 import ast
 import copy
 import importlib
+import importlib.util
 import random
 import re
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import numpy as np
@@ -13,6 +16,7 @@ import pytest
 import torch
 from conftest import (
     ROOT,
+    SUBPROCESS_ENV,
     assert_choice_error,
     assert_finite_series,
     assert_ok,
@@ -464,10 +468,6 @@ def test_eval_checkpoint_of_a_non_checkpoint_or_another_scripts_checkpoint(tmp_p
 @pytest.mark.parametrize("signal_name, exit_status", [("SIGINT", 130), ("SIGTERM", 143)])
 def test_interrupt_saves_a_loadable_checkpoint_and_exits_with_the_signals_status(tmp_path, signal_name, exit_status):
     import signal
-    import subprocess
-    import sys
-
-    from conftest import SUBPROCESS_ENV
 
     args = [*SMOKE, "--total-timesteps", "100000000", "--save-model"]
     process = subprocess.Popen(
@@ -510,3 +510,24 @@ def test_impossible_budgets_one_line_error(tmp_path, args, expected):
 def test_run_dirs_never_collide(tmp_path):
     names = [isaacgym.make_run_dir("transport__hasac_isaacgym__1__1700000000") for _ in range(2)]
     assert names == ["transport__hasac_isaacgym__1__1700000000", "transport__hasac_isaacgym__1__1700000000_2"]
+
+
+# ---- benchmark/vmas_reference.py: the VMAS results' yardsticks ----
+def test_vmas_reference_heuristic_beats_random_through_the_adapter_and_feeds_plot():
+    """VMAS's own transport heuristic, run through this script's VmasEnv, scores far above random actions (it would
+    not if the adapter mixed up agents' observations or actions, or lost the reward), and the --reference strings
+    printed for quick.sh parse as plot.py's --reference rows."""
+    reference_py = ROOT / "benchmark" / "vmas_reference.py"
+    command = [sys.executable, str(reference_py), "--env-ids", "transport", "--episodes", "8", "--steps", "1000", "2000"]
+    result = subprocess.run(command, env=SUBPROCESS_ENV, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    means = dict(re.findall(r"transport: VMAS (\w+) policy (\S+) \+-", result.stdout))
+    assert float(means["heuristic"]) > 2.0 and abs(float(means["random"])) < 0.5, result.stdout
+    spec = importlib.util.spec_from_file_location("plot", ROOT / "benchmark" / "plot.py")
+    plot = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(plot)
+    rows = [plot.reference(line.removeprefix("--reference=")) for line in result.stdout.splitlines() if "=" in line]
+    assert [(row.env_id, len(row.values)) for row in rows] == [("transport", 2), ("transport", 2)]
+    assert rows[0].values[0] == pytest.approx(float(means["heuristic"]), abs=0.01)
+    bad = subprocess.run([sys.executable, str(reference_py), "--env-ids", "dispersion"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "has no HeuristicPolicy" in bad.stderr.splitlines()[-1]
