@@ -1007,15 +1007,19 @@ def make_run_dir(run_name: str) -> str:
             return name
 
 
-def progress_line(global_step: int, total_timesteps: int, recent_sps: float, recent_return: Optional[float]) -> str:
+def progress_line(
+    global_step: int, total_timesteps: int, recent_sps: float, recent_return: Optional[float], learning_starts: int
+) -> str:
     """How far along the run is, how fast it went lately, how well it does, and how long it still needs."""
     seconds_left = int((total_timesteps - global_step) / max(recent_sps, 1e-9))
     hours, minutes = divmod(seconds_left // 60, 60)
-    left = f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds_left % 60:02d}s"
+    left = f"~{hours}h{minutes:02d}m" if hours else f"~{minutes}m{seconds_left % 60:02d}s"
+    if global_step <= learning_starts:  # the warm-up's random actions run far faster than training: no estimate yet
+        left = "unknown until training starts"
     returns = "n/a" if recent_return is None else f"{recent_return:.2f}"
     return (
         f"global_step={global_step}/{total_timesteps} ({100 * global_step / total_timesteps:.1f}%), SPS={recent_sps:.0f}, "
-        f"recent episodic_return={returns}, time left ~{left}"
+        f"recent episodic_return={returns}, time left {left}"
     )
 
 
@@ -1214,7 +1218,7 @@ if __name__ == "__main__":
                     writer.add_scalar("losses/alpha", metrics["alphas"].mean().item(), global_step)
                     for i, alpha in enumerate(metrics["alphas"].tolist()):
                         writer.add_scalar(f"losses/alpha/agent_{i}", alpha, global_step)
-                print(progress_line(global_step, args.total_timesteps, recent_sps, mean_return))
+                print(progress_line(global_step, args.total_timesteps, recent_sps, mean_return, learning_starts))
             if global_step // args.eval_interval > last_eval // args.eval_interval:
                 run_evaluation(global_step)
                 last_eval = global_step
