@@ -410,21 +410,32 @@ def log_name(index: int, command: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", "_".join(parts)) + ".log"
 
 
+class Terminated(Exception):
+    """run.py itself got SIGTERM (a `kill`, a workstation's job control): unlike Ctrl-C, it reaches no run."""
+
+
 def run_local(commands: list, workers: int, root, log_dir=None) -> int:
     """The runs, `workers` at a time, each through the same `Run` callable Slurm gets. A ThreadPoolExecutor rather than
     submitit's LocalExecutor, which starts every job at once (no limit to N), or its DebugExecutor, which runs them one
-    by one in this process: each thread only waits on its run's subprocess. Prints a summary; 1 if any run failed."""
+    by one in this process: each thread only waits on its run's subprocess. Prints a summary; 1 if any run failed.
+    A SIGTERM to run.py is passed on to every running run (each saves its checkpoint and exits 143); no more start."""
     if log_dir is not None:
         Path(log_dir).mkdir(parents=True, exist_ok=True)
+    started = []  # every Run begun, to pass a SIGTERM on to
 
     def launch(index: int, command: str):
         log_path = Path(log_dir) / log_name(index, command) if log_dir is not None else None
         print(
             f"[{index}/{len(commands)}] {with_save_model(command)}" + (f"  (log: {log_path})" if log_path else ""), flush=True
         )
-        return Run(root, log_path)(command)
+        started.append(Run(root, log_path))
+        return started[-1](command)
+
+    def terminate(signum, frame):
+        raise Terminated
 
     failed = []
+    previous_handler = signal.signal(signal.SIGTERM, terminate)
     with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
         futures = {pool.submit(launch, index, command): command for index, command in enumerate(commands, 1)}
         try:
@@ -438,6 +449,18 @@ def run_local(commands: list, workers: int, root, log_dir=None) -> int:
             pool.shutdown(wait=True, cancel_futures=True)
             print("run.py: interrupted", flush=True)
             return 130
+        except Terminated:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the runs' saving short
+            for future in futures:
+                future.cancel()
+            while not all(future.done() for future in futures):  # again until none runs: one may start meanwhile
+                for job in list(started):
+                    job.stop()
+                time.sleep(0.1)
+            print("run.py: terminated: the running runs saved their checkpoints (continue them with --resume)", flush=True)
+            return SIGTERM_STATUS
+        finally:
+            signal.signal(signal.SIGTERM, previous_handler)
     print(f"run.py: {len(commands) - len(failed)} of {len(commands)} runs finished", flush=True)
     if failed:
         print(f"run.py: {len(failed)} failed:", flush=True)

@@ -392,6 +392,42 @@ def test_slurm_defaults_omit_gpus_and_partition(tmp_path, fake_slurm):
     assert "partition" not in flags and not any("gpu" in flag for flag in flags)
 
 
+def test_sigterm_to_run_py_alone_stops_its_runs_with_their_checkpoints(tmp_path):
+    """A SIGTERM sent to run.py only (not to its process group, as Ctrl-C is) reaches the running runs: each saves
+    its checkpoint and exits 143, the queued third run never starts, and run.py says so and exits 143 too."""
+    commands = [f"{LONG} --seed {seed}" for seed in (1, 2, 3)]
+    env = {**SUBPROCESS_ENV, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    logs, commands_file = tmp_path / "logs", tmp_path / "commands.txt"
+    commands_file.write_text("\n".join(commands))
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            str(RUN_PY),
+            *f"--commands-from {commands_file} --workers 2 --root {tmp_path} --log-dir {logs}".split(),
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # its own process group, so that nothing but run.py gets the signal
+    )
+    try:
+        wait_for(lambda: logs.is_dir() and len([p for p in logs.iterdir() if progress_printed(p)()]) == 2, what="2 runs")
+        process.send_signal(signal.SIGTERM)
+        output = process.communicate(timeout=120)[0]
+    finally:
+        process.kill()
+    assert process.returncode == 143, output
+    assert "run.py: terminated" in output and "[3/3]" not in output, output
+    run_dirs = sorted((tmp_path / "runs").iterdir())
+    assert len(run_dirs) == 2, run_dirs
+    for run_dir in run_dirs:
+        assert (run_dir / "hasac_discrete.cleanrl_model").is_file()
+    for log in logs.iterdir():
+        assert "interrupted at global_step=" in log.read_text()
+
+
 # ---- requeue with --resume ----
 def test_checkpoint_stops_the_run_and_resumes_from_its_checkpoint(tmp_path, monkeypatch):
     """The job callable on a real run: checkpoint() stops it with SIGTERM (exit 143, after saving) and returns the
