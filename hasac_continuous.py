@@ -887,6 +887,8 @@ if __name__ == "__main__":
             sync_tensorboard=True,
             config=vars(args),
             name=run_name,
+            id=run_name,  # with resume="allow", a --resume run (the same run dir) continues the same wandb run
+            resume="allow",
             save_code=True,
         )
     model_path = f"{run_dir}/{args.exp_name}.cleanrl_model"

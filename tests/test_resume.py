@@ -1,6 +1,7 @@
 """--resume and --save-buffer, in every script: a run stopped by SIGTERM (a scheduler's stop) continues from its
 checkpoint in the same run directory, and with its saved replay buffer it continues exactly."""
 
+import json
 import re
 import signal
 import subprocess
@@ -129,3 +130,29 @@ def test_resume_training_restores_optimisers_temperatures_and_random_state(tmp_p
     with pytest.raises(ValueError, match="raise --total-timesteps"):
         hc.resume_training(path, learner, hc.Args(**saved["args"]), torch.device("cpu"))  # 600 of 600 steps done
     envs.close()
+
+
+def test_a_resumed_run_continues_its_wandb_run(tmp_path):
+    """With --track, the wandb run's id is the run dir's name and resume="allow": a --resume run (same dir) continues
+    the same wandb run instead of starting a second one. wandb itself (an online service, not installed here) is
+    replaced by a module on PYTHONPATH that records what wandb.init was given."""
+    (tmp_path / "fake" / "wandb").mkdir(parents=True)
+    (tmp_path / "fake" / "wandb" / "__init__.py").write_text(
+        "import json, os\n"
+        "def init(**kwargs):\n"
+        "    with open(os.environ['FAKE_WANDB_LOG'], 'a') as log:\n"
+        "        log.write(json.dumps({key: kwargs.get(key) for key in ('id', 'name', 'resume')}) + '\\n')\n"
+    )
+    env = {**SUBPROCESS_ENV, "PYTHONPATH": str(tmp_path / "fake"), "FAKE_WANDB_LOG": str(tmp_path / "init.jsonl")}
+    flags = [*TINY, "--env-id", "simple_spread_v3", "--track"]
+
+    def train(*extra):
+        command = [sys.executable, str(ROOT / "hasac_continuous.py"), *flags, *extra]
+        assert_ok(subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300))
+
+    train("--save-model")
+    checkpoint = next(run_dir(tmp_path).glob("*.cleanrl_model"))
+    train("--total-timesteps", "800", "--resume", str(checkpoint))
+    calls = [json.loads(line) for line in (tmp_path / "init.jsonl").read_text().splitlines()]
+    name = run_dir(tmp_path).name
+    assert calls == [{"id": name, "name": name, "resume": "allow"}] * 2
