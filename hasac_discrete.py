@@ -1006,14 +1006,16 @@ if __name__ == "__main__":
             saved_args, min(args.eval_episodes, saved_args.num_envs), "rgb_array" if args.capture_video else None
         )
         frames = [] if args.capture_video else None
+        wins = [] if saved_args.env_id in FOOTBALL_SCENARIOS else None
         try:
-            returns = evaluate(learner, eval_envs, args.eval_episodes, args.seed, device, frames)
+            returns = evaluate(learner, eval_envs, args.eval_episodes, args.seed, device, frames, wins)
         except Exception as error:  # rendering needs an OpenGL backend
             if not args.capture_video:
                 raise
             raise SystemExit(f"error: rendering failed ({error}); for MuJoCo try MUJOCO_GL=egl or MUJOCO_GL=osmesa") from None
+        score_rate = f", eval/score_rate {np.mean(wins):.3f}" if wins is not None else ""
         print(
-            f"{saved_args.env_id}: eval/episodic_return {np.mean(returns):.2f} +- {np.std(returns):.2f} "
+            f"{saved_args.env_id}: eval/episodic_return {np.mean(returns):.2f} +- {np.std(returns):.2f}{score_rate} "
             f"over {len(returns)} episodes"
         )
         if frames:

@@ -5,6 +5,7 @@ benchmark/install_football.sh) and are skipped elsewhere, as in CI; the missing-
 
 import importlib
 import importlib.util
+import re
 
 import numpy as np
 import pytest
@@ -40,6 +41,17 @@ def test_smoke_3_vs_1_reaches_updates_and_logs_the_score_rates(tmp_path):
     assert [step for step, _ in scalars["eval/score_rate"]] == [300, 600]
     assert all(0 <= rate <= 1 for _, rate in scalars["charts/score_rate"] + scalars["eval/score_rate"])
     assert "eval/score_rate=" in result.stdout
+
+
+@needs_football
+def test_eval_checkpoint_prints_the_score_rate(tmp_path):
+    assert_ok(run_script(tmp_path, "--env-id", THREE_VS_ONE, *TINY, "--save-model"))
+    checkpoint = next(run_dir(tmp_path).glob("*.cleanrl_model"))
+    result = run_script(tmp_path, "--eval-checkpoint", str(checkpoint.relative_to(tmp_path)), "--eval-episodes", "2")
+    assert_ok(result)
+    assert re.search(
+        rf"^{THREE_VS_ONE}: eval/episodic_return \S+ \+- \S+, eval/score_rate [01]\.\d{{3}} over 2", result.stdout, re.M
+    )
 
 
 def raw_state(env) -> np.ndarray:
