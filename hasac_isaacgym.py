@@ -8,8 +8,8 @@ This variant keeps everything on one device: thousands of envs step as batched t
 replay buffer is preallocated tensors there, and the training loop never waits on the host
 except to log. Section 5.1, Figures 3b-d and 7, Appendix H.2.1 of the paper (Bi-DexHands).
 
-    python hasac_isaacgym.py --env-id transport
-    python hasac_isaacgym.py --env-id balance --num-envs 1024 --compile
+    python hasac_isaacgym.py --env-id balance
+    python hasac_isaacgym.py --env-id transport --num-envs 1024 --compile
     python hasac_isaacgym.py --env-id ShadowHandOver --cuda --num-envs 20 --gamma 0.95 --n-step 20
 
 Runs on Python 3.8 (Isaac Gym's), so no 3.9+ syntax at run time, and without
@@ -71,8 +71,8 @@ class Args:
     """with --save-model: also write the replay buffer when the run stops, so that --resume continues it exactly"""
 
     # Algorithm specific arguments
-    env_id: str = "transport"
-    """the environment id: a VMAS scenario (e.g. transport, balance, wheel) or a Bi-DexHands task (e.g. ShadowHandOver)"""
+    env_id: str = "balance"
+    """the environment id: a VMAS scenario (e.g. balance, transport, wheel) or a Bi-DexHands task (e.g. ShadowHandOver)"""
     total_timesteps: int = 10_240_000
     """total environment steps, summed over the parallel envs (a multiple of --num-envs: 40,000 steps of 256 envs)"""
     num_envs: int = 256
