@@ -1061,6 +1061,11 @@ def check_args(args: Args):
             import moviepy  # noqa: F401  (gymnasium's save_video needs it; check before any long work)
         except ImportError:
             raise ValueError("--capture-video needs moviepy: pip install moviepy") from None
+    if args.track:
+        try:
+            import wandb  # noqa: F401
+        except ImportError:
+            raise ValueError("--track needs wandb: pip install wandb") from None
 
 
 def pack_row(obs: torch.Tensor, state: torch.Tensor, avail: torch.Tensor, alive: torch.Tensor) -> np.ndarray:
@@ -1094,7 +1099,7 @@ def progress_line(
     seconds_left = int((total_timesteps - global_step) / max(recent_sps, 1e-9))
     hours, minutes = divmod(seconds_left // 60, 60)
     left = f"~{hours}h{minutes:02d}m" if hours else f"~{minutes}m{seconds_left % 60:02d}s"
-    if global_step <= learning_starts:  # the warm-up's random actions run far faster than training: no estimate yet
+    if global_step <= learning_starts:  # the warm-up, without updates, runs far faster than training: no estimate
         left = "unknown until training starts"
     returns = f"{np.mean(recent_returns):.2f}, win_rate={np.mean(recent_wins):.3f}" if recent_returns else "n/a"
     return (
@@ -1159,21 +1164,6 @@ if __name__ == "__main__":
     else:
         run_dir = "runs/" + make_run_dir(f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}")
     run_name = os.path.basename(run_dir)
-    if args.track:
-        try:
-            import wandb
-        except ImportError:
-            raise SystemExit("error: --track needs wandb; pip install wandb") from None
-        wandb.init(
-            project=args.wandb_project_name,
-            entity=args.wandb_entity,
-            sync_tensorboard=True,
-            config=vars(args),
-            name=run_name,
-            id=run_name,  # with resume="allow", a --resume run (the same run dir) continues the same wandb run
-            resume="allow",
-            save_code=True,
-        )
     model_path = f"{run_dir}/{args.exp_name}.cleanrl_model"
 
     # ALGO LOGIC: the learner, the replay memory and the evaluation envs
@@ -1217,12 +1207,13 @@ if __name__ == "__main__":
             save_checkpoint(model_path, learner, args, global_step)
 
     # Ctrl-C and SIGTERM (a scheduler's stop) end the run after the current iteration, so that the checkpoint holds a
-    # whole update; a second one stops at once.
+    # whole update; a second Ctrl-C stops at once. A repeated SIGTERM only asks again: a process group's SIGTERM and
+    # benchmark/run.py's copy of it are one request.
     stop_signals = []
 
     def request_stop(signum, frame):
         stop_signals.append(signum)
-        if len(stop_signals) > 1:
+        if stop_signals.count(signal.SIGINT) > 1:
             raise KeyboardInterrupt
 
     signal.signal(signal.SIGINT, request_stop)
@@ -1241,6 +1232,19 @@ if __name__ == "__main__":
             learning_starts = global_step + args.learning_starts
         rb = rb if saved_rb is None else saved_rb
         print(f"resumed at global_step={global_step} in {run_dir}, {'without' if saved_rb is None else 'with'} its buffer")
+    if args.track:  # after --resume read its checkpoint (a bad one leaves the wandb run alone), before the writer
+        import wandb
+
+        wandb.init(
+            project=args.wandb_project_name,
+            entity=args.wandb_entity,
+            sync_tensorboard=True,
+            config=vars(args),
+            name=run_name,
+            id=run_name,  # with resume="allow", a --resume run (the same run dir) continues the same wandb run
+            resume="allow",
+            save_code=True,
+        )
     from torch.utils.tensorboard import SummaryWriter
 
     # a resumed run's curves continue: purge_step drops what a killed run logged after its checkpoint
@@ -1287,6 +1291,7 @@ if __name__ == "__main__":
             if global_step > learning_starts and iteration % args.train_interval == 0:
                 if metrics is None:
                     print(f"global_step={global_step}, warm-up done: training starts")
+                    progress_step, progress_time = global_step, time.time()  # time left: from training alone
                 for _ in range(args.gradient_steps):
                     data = rb.sample(args.batch_size)
                     batch_obs, batch_state, batch_avail, batch_alive = unpack(data.observations)

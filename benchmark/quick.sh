@@ -123,8 +123,8 @@ if has smax && found 3m quick_smax; then
 fi
 if has vmas && found "*" quick_vmas; then
     # VMAS's own heuristic policies and random actions, under the same evaluation protocol (no official figures exist)
-    mapfile -t vmas_references < <("$PYTHON" benchmark/vmas_reference.py --env-ids balance transport \
-        --steps 64000 128000 256000 | grep -- '^--reference=')
+    references=$("$PYTHON" benchmark/vmas_reference.py --env-ids balance transport --steps 64000 128000 256000)
+    mapfile -t vmas_references < <(grep -- '^--reference=' <<< "$references")
     plot vmas --env-ids balance transport --exp-names quick_vmas \
         --title "VMAS: evaluation return" --at-steps 64000 128000 256000 "${vmas_references[@]}"
 fi

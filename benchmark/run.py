@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # each run is started with it ignored, so the run is stopped by `Run.checkpoint`'s SIGTERM, which makes it save.
 PREEMPT_SIGNAL = os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2")
 SIGTERM_STATUS = 128 + signal.SIGTERM  # the scripts' exit status after saving on SIGTERM (143)
+INTERRUPTED_STATUS = 128 + signal.SIGINT  # ... and on Ctrl-C (130)
 
 
 class Parser(argparse.ArgumentParser):
@@ -327,7 +328,7 @@ class Run(submitit.helpers.Checkpointable):
 
     def __init__(self, root=ROOT, log_path=None):
         self.root, self.log_path = Path(root).resolve(), log_path
-        self.process, self.before, self.checkpointing = None, set(), False
+        self.process, self.before, self.checkpointing, self.asked, self.command = None, set(), False, None, None
 
     def __getstate__(self):  # the running process stays here: a resubmission pickles only the settings
         return {"root": self.root, "log_path": self.log_path}
@@ -340,7 +341,7 @@ class Run(submitit.helpers.Checkpointable):
         return ["bash", "-c", f'trap "" {PREEMPT_SIGNAL}; exec "$@"', "run.py", *shlex.split(command)]
 
     def __call__(self, command: str) -> int:
-        command = with_save_model(command)
+        command = self.command = with_save_model(command)
         self.before, self.checkpointing = existing_run_dirs(self.root), False
         log = open(self.log_path, "w") if self.log_path else None
         try:
@@ -376,6 +377,21 @@ class Run(submitit.helpers.Checkpointable):
         if process.poll() is None:
             process.kill()
 
+    @property
+    def returncode(self):
+        """The command's exit status; None before it started or while it runs."""
+        return None if self.process is None else self.process.poll()
+
+    def ask_to_stop(self) -> bool:
+        """SIGTERM to the running command, once per process, without waiting. -> whether it is still running."""
+        process = self.process
+        if process is None or process.poll() is not None:
+            return False
+        if process is not self.asked:
+            process.send_signal(signal.SIGTERM)
+            self.asked = process
+        return True
+
     def resubmission(self, command: str):
         """The command again, on a fresh callable, with --resume <the stopped run's checkpoint> (none yet: as it was)."""
         command = with_save_model(command)
@@ -410,20 +426,38 @@ def log_name(index: int, command: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", "_".join(parts)) + ".log"
 
 
-class Terminated(Exception):
-    """run.py itself got SIGTERM (a `kill`, a workstation's job control): unlike Ctrl-C, it reaches no run."""
+class Stopping(Exception):
+    """run.py got SIGINT or SIGTERM; raised once, for the first of them."""
+
+
+def stop_all(started: list, futures: dict):
+    """SIGTERM to every running run at once, and again to any that starts meanwhile, until none runs: they save side by
+    side under one deadline (Run.stop_timeout_s), after which any still running is killed."""
+    deadline = time.monotonic() + Run.stop_timeout_s
+    while True:
+        running = [job for job in list(started) if job.ask_to_stop()]
+        if not running and all(future.done() for future in futures):
+            return
+        if time.monotonic() > deadline:
+            for job in running:
+                job.process.kill()
+        time.sleep(0.1)
 
 
 def run_local(commands: list, workers: int, root, log_dir=None) -> int:
     """The runs, `workers` at a time, each through the same `Run` callable Slurm gets. A ThreadPoolExecutor rather than
     submitit's LocalExecutor, which starts every job at once (no limit to N), or its DebugExecutor, which runs them one
     by one in this process: each thread only waits on its run's subprocess. Prints a summary; 1 if any run failed.
-    A SIGTERM to run.py is passed on to every running run (each saves its checkpoint and exits 143); no more start."""
+    A SIGTERM to run.py is passed on to the running runs (each saves its checkpoint and exits 143; one that also got it
+    from its process group takes the copy as the same request), no more start, and run.py exits 143."""
     if log_dir is not None:
         Path(log_dir).mkdir(parents=True, exist_ok=True)
-    started = []  # every Run begun, to pass a SIGTERM on to
+    started, futures, failed = [], {}, []  # every Run begun, to pass a SIGTERM on to; future -> command
 
     def launch(index: int, command: str):
+        # a stop reached run.py (its handler runs in the main thread, maybe later) or the runs (Ctrl-C): start no more
+        if received or any(job.returncode in (INTERRUPTED_STATUS, SIGTERM_STATUS) for job in list(started)):
+            return 0
         log_path = Path(log_dir) / log_name(index, command) if log_dir is not None else None
         print(
             f"[{index}/{len(commands)}] {with_save_model(command)}" + (f"  (log: {log_path})" if log_path else ""), flush=True
@@ -431,42 +465,47 @@ def run_local(commands: list, workers: int, root, log_dir=None) -> int:
         started.append(Run(root, log_path))
         return started[-1](command)
 
-    def terminate(signum, frame):
-        raise Terminated
+    def on_signal(signum, frame):
+        if not received:  # the first signal decides; a later one (a group's SIGTERM after Ctrl-C, say) is the same stop
+            received.append(signum)
+            raise Stopping
 
-    failed = []
-    previous_handler = signal.signal(signal.SIGTERM, terminate)
+    received, previous, status = [], {}, None
     with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = {pool.submit(launch, index, command): command for index, command in enumerate(commands, 1)}
         try:
-            for future in concurrent.futures.as_completed(futures):
-                error = future.exception()
-                if isinstance(error, RunFailed):
-                    failed.append((error.returncode, error.command))
-                elif error is not None:
-                    failed.append((f"{type(error).__name__}: {error}", futures[future]))
-        except KeyboardInterrupt:  # Ctrl-C reached the runs too: they save and exit 130; start no more
-            pool.shutdown(wait=True, cancel_futures=True)
-            print("run.py: interrupted", flush=True)
-            return 130
-        except Terminated:
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the runs' saving short
-            for future in futures:
-                future.cancel()
-            while not all(future.done() for future in futures):  # again until none runs: one may start meanwhile
-                for job in list(started):
-                    job.stop()
-                time.sleep(0.1)
-            print("run.py: terminated: the running runs saved their checkpoints (continue them with --resume)", flush=True)
-            return SIGTERM_STATUS
+            for s in (signal.SIGINT, signal.SIGTERM):
+                previous[s] = signal.signal(s, on_signal)
+            for index, command in enumerate(commands, 1):
+                futures[pool.submit(launch, index, command)] = command
+            pending = set(futures)
+            while pending:  # with a timeout: a signal that another thread took is handled here within 0.2 s
+                done, pending = concurrent.futures.wait(pending, 0.2, concurrent.futures.FIRST_COMPLETED)
+                for future in done:
+                    if future.exception() is not None and not isinstance(future.exception(), RunFailed):
+                        failed.append((f"{type(future.exception()).__name__}: {future.exception()}", futures[future]))
+        except Stopping:
+            pool.shutdown(wait=False, cancel_futures=True)  # start no more
+            if received[0] == signal.SIGINT:  # Ctrl-C reached the runs too (one process group): they save and exit 130
+                pool.shutdown(wait=True)
+                print("run.py: interrupted", flush=True)
+                return 130
+            stop_all(started, futures)  # a SIGTERM to run.py may have reached no run
+            status = SIGTERM_STATUS
         finally:
-            signal.signal(signal.SIGTERM, previous_handler)
-    print(f"run.py: {len(commands) - len(failed)} of {len(commands)} runs finished", flush=True)
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+    # every run's own exit status (those stopped by the SIGTERM exited 143)
+    failed += [(job.returncode, job.command) for job in started if job.returncode not in (0, status)]
+    if status == SIGTERM_STATUS:
+        stopped = sum(job.returncode == SIGTERM_STATUS for job in started)
+        print(f"run.py: terminated: {stopped} runs stopped with their checkpoints (continue each with --resume)", flush=True)
+    else:
+        print(f"run.py: {len(commands) - len(failed)} of {len(commands)} runs finished", flush=True)
     if failed:
         print(f"run.py: {len(failed)} failed:", flush=True)
-        for status, command in failed:
-            print(f"  exit status {status}: {command}", flush=True)
-    return 1 if failed else 0
+        for returncode, command in failed:
+            print(f"  exit status {returncode}: {command}", flush=True)
+    return status or (1 if failed else 0)
 
 
 def submit_slurm(commands: list, args) -> list:

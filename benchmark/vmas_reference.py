@@ -65,7 +65,7 @@ def main(argv=None):
             print(f"{env_id}: VMAS {policy} policy {mean:.4g} +- {std:.4g} over {args.episodes} episodes", flush=True)
             if args.steps:
                 values = ",".join([f"{mean:.2f}"] * len(args.steps))
-                references.append(f"{env_id}:VMAS {policy} policy ({args.episodes} episodes)={values}")
+                references.append(f"{env_id}:VMAS {policy} policy ({args.episodes} episodes, std {std:.2f})={values}")
     for text in references:
         print(f"--reference={text}")
 

@@ -996,6 +996,12 @@ def test_capture_video_without_moviepy_fails_before_any_work(tmp_path):
     assert_one_line_error(result, ["--capture-video needs moviepy", "pip install moviepy"], tmp_path)
 
 
+@pytest.mark.skipif(importlib.util.find_spec("wandb") is not None, reason="wandb is installed here")
+def test_track_without_wandb_fails_before_any_work(tmp_path):
+    result = run_script(tmp_path, "--env-id", "simple_spread_v3", "--track", *MINI)
+    assert_one_line_error(result, ["--track needs wandb", "pip install wandb"], tmp_path)
+
+
 def test_eval_checkpoint_of_a_non_checkpoint_or_another_scripts_checkpoint(tmp_path):
     (tmp_path / "notes.cleanrl_model").write_text("not a checkpoint")
     result = run_script(tmp_path, "--eval-checkpoint", "notes.cleanrl_model", *MINI)

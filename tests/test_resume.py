@@ -132,10 +132,12 @@ def test_resume_training_restores_optimisers_temperatures_and_random_state(tmp_p
     envs.close()
 
 
-def test_a_resumed_run_continues_its_wandb_run(tmp_path):
+@pytest.mark.parametrize("name", list(SCRIPTS))
+def test_a_resumed_run_continues_its_wandb_run(tmp_path, name):
     """With --track, the wandb run's id is the run dir's name and resume="allow": a --resume run (same dir) continues
-    the same wandb run instead of starting a second one. wandb itself (an online service, not installed here) is
-    replaced by a module on PYTHONPATH that records what wandb.init was given."""
+    the same wandb run instead of starting a second one, and a --resume of a bad checkpoint fails before wandb.init.
+    wandb itself (an online service, not installed here) is replaced by a module on PYTHONPATH that records what
+    wandb.init was given."""
     (tmp_path / "fake" / "wandb").mkdir(parents=True)
     (tmp_path / "fake" / "wandb" / "__init__.py").write_text(
         "import json, os\n"
@@ -144,15 +146,15 @@ def test_a_resumed_run_continues_its_wandb_run(tmp_path):
         "        log.write(json.dumps({key: kwargs.get(key) for key in ('id', 'name', 'resume')}) + '\\n')\n"
     )
     env = {**SUBPROCESS_ENV, "PYTHONPATH": str(tmp_path / "fake"), "FAKE_WANDB_LOG": str(tmp_path / "init.jsonl")}
-    flags = [*TINY, "--env-id", "simple_spread_v3", "--track"]
 
     def train(*extra):
-        command = [sys.executable, str(ROOT / "hasac_continuous.py"), *flags, *extra]
-        assert_ok(subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300))
+        command = [sys.executable, str(ROOT / SCRIPTS[name][0]), *flags_of(name), "--track", *extra]
+        return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
 
-    train("--save-model")
+    assert_ok(train("--save-model"))
     checkpoint = next(run_dir(tmp_path).glob("*.cleanrl_model"))
-    train("--total-timesteps", "800", "--resume", str(checkpoint))
+    (checkpoint.parent / "broken.cleanrl_model").write_text("not a checkpoint")
+    assert train("--total-timesteps", "800", "--resume", str(checkpoint.parent / "broken.cleanrl_model")).returncode == 1
+    assert_ok(train("--total-timesteps", "800", "--resume", str(checkpoint)))
     calls = [json.loads(line) for line in (tmp_path / "init.jsonl").read_text().splitlines()]
-    name = run_dir(tmp_path).name
-    assert calls == [{"id": name, "name": name, "resume": "allow"}] * 2
+    assert calls == [{"id": run_dir(tmp_path).name, "name": run_dir(tmp_path).name, "resume": "allow"}] * 2

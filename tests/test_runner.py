@@ -392,40 +392,62 @@ def test_slurm_defaults_omit_gpus_and_partition(tmp_path, fake_slurm):
     assert "partition" not in flags and not any("gpu" in flag for flag in flags)
 
 
-def test_sigterm_to_run_py_alone_stops_its_runs_with_their_checkpoints(tmp_path):
-    """A SIGTERM sent to run.py only (not to its process group, as Ctrl-C is) reaches the running runs: each saves
-    its checkpoint and exits 143, the queued third run never starts, and run.py says so and exits 143 too."""
-    commands = [f"{LONG} --seed {seed}" for seed in (1, 2, 3)]
-    env = {**SUBPROCESS_ENV, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+def start_pool_of_long_runs(tmp_path, n_runs: int) -> tuple:
+    """run.py --workers 2 on `n_runs` long runs, in a session of its own (a group signal reaches it and its runs, not
+    pytest); returns once two runs printed progress (their handlers are installed). -> (the process, the log dir)."""
     logs, commands_file = tmp_path / "logs", tmp_path / "commands.txt"
-    commands_file.write_text("\n".join(commands))
+    commands_file.write_text("\n".join(f"{LONG} --seed {seed}" for seed in range(1, n_runs + 1)))
+    flags = f"--commands-from {commands_file} --workers 2 --root {tmp_path} --log-dir {logs}".split()
     process = subprocess.Popen(
-        [
-            sys.executable,
-            str(RUN_PY),
-            *f"--commands-from {commands_file} --workers 2 --root {tmp_path} --log-dir {logs}".split(),
-        ],
+        [sys.executable, str(RUN_PY), *flags],
         cwd=tmp_path,
-        env=env,
+        env={**SUBPROCESS_ENV, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        start_new_session=True,  # its own process group, so that nothing but run.py gets the signal
+        start_new_session=True,
     )
+    wait_for(lambda: logs.is_dir() and len([p for p in logs.iterdir() if progress_printed(p)()]) == 2, what="2 runs")
+    return process, logs
+
+
+def assert_runs_saved_and_stopped(tmp_path, logs):
+    run_dirs = sorted((tmp_path / "runs").iterdir())
+    assert len(run_dirs) == 2, run_dirs  # the queued third run never started
+    for run_dir in run_dirs:
+        assert (run_dir / "hasac_discrete.cleanrl_model").is_file()
+    for log in logs.iterdir():
+        assert "interrupted at global_step=" in log.read_text()
+
+
+def test_sigterm_to_run_py_alone_stops_its_runs_with_their_checkpoints(tmp_path):
+    """A SIGTERM sent to run.py only (not to its process group, as Ctrl-C is) reaches the running runs: each saves
+    its checkpoint and exits 143, the queued third run never starts, and run.py says so and exits 143 too."""
+    process, logs = start_pool_of_long_runs(tmp_path, 3)
     try:
-        wait_for(lambda: logs.is_dir() and len([p for p in logs.iterdir() if progress_printed(p)()]) == 2, what="2 runs")
         process.send_signal(signal.SIGTERM)
         output = process.communicate(timeout=120)[0]
     finally:
         process.kill()
     assert process.returncode == 143, output
-    assert "run.py: terminated" in output and "[3/3]" not in output, output
-    run_dirs = sorted((tmp_path / "runs").iterdir())
-    assert len(run_dirs) == 2, run_dirs
-    for run_dir in run_dirs:
-        assert (run_dir / "hasac_discrete.cleanrl_model").is_file()
-    for log in logs.iterdir():
-        assert "interrupted at global_step=" in log.read_text()
+    assert "run.py: terminated: 2 runs stopped with their checkpoints" in output and "[3/3]" not in output, output
+    assert "Traceback" not in output, output
+    assert_runs_saved_and_stopped(tmp_path, logs)
+
+
+def test_sigterm_right_after_ctrl_c_is_the_same_stop(tmp_path):
+    """Ctrl-C (SIGINT to the whole process group) and at once a SIGTERM to run.py: the first signal decides, the
+    runs save and exit 130, and run.py exits 130 without a traceback (a second exception in its Ctrl-C path before)."""
+    process, logs = start_pool_of_long_runs(tmp_path, 3)
+    try:
+        os.killpg(process.pid, signal.SIGINT)
+        process.send_signal(signal.SIGTERM)
+        output = process.communicate(timeout=120)[0]
+    finally:
+        process.kill()
+    assert process.returncode == 130, output
+    assert "run.py: interrupted" in output and "Traceback" not in output, output
+    assert_runs_saved_and_stopped(tmp_path, logs)
 
 
 # ---- requeue with --resume ----
