@@ -1013,13 +1013,13 @@ def make_run_dir(run_name: str) -> str:
 
 
 def progress_line(
-    global_step: int, total_timesteps: int, recent_sps: float, recent_return: Optional[float], learning_starts: int
+    global_step: int, total_timesteps: int, recent_sps: float, recent_return: Optional[float], warming_up: bool
 ) -> str:
     """How far along the run is, how fast it went lately, how well it does, and how long it still needs."""
     seconds_left = int((total_timesteps - global_step) / max(recent_sps, 1e-9))
     hours, minutes = divmod(seconds_left // 60, 60)
     left = f"~{hours}h{minutes:02d}m" if hours else f"~{minutes}m{seconds_left % 60:02d}s"
-    if global_step <= learning_starts:  # the warm-up, without updates, runs far faster than training: no estimate
+    if warming_up:  # no update yet: the warm-up runs far faster than training, so its speed tells nothing
         left = "unknown until training starts"
     returns = "n/a" if recent_return is None else f"{recent_return:.2f}"
     return (
@@ -1225,7 +1225,7 @@ if __name__ == "__main__":
                     writer.add_scalar("losses/alpha", metrics["alphas"].mean().item(), global_step)
                     for i, alpha in enumerate(metrics["alphas"].tolist()):
                         writer.add_scalar(f"losses/alpha/agent_{i}", alpha, global_step)
-                print(progress_line(global_step, args.total_timesteps, recent_sps, mean_return, learning_starts))
+                print(progress_line(global_step, args.total_timesteps, recent_sps, mean_return, metrics is None))
             if global_step // args.eval_interval > last_eval // args.eval_interval:
                 run_evaluation(global_step)
                 last_eval = global_step

@@ -1093,13 +1093,13 @@ def make_run_dir(run_name: str) -> str:
 
 
 def progress_line(
-    global_step: int, total_timesteps: int, recent_sps: float, recent_returns, recent_wins, learning_starts: int
+    global_step: int, total_timesteps: int, recent_sps: float, recent_returns, recent_wins, warming_up: bool
 ) -> str:
     """How far along the run is, how fast it went lately, how well it does, and how long it still needs."""
     seconds_left = int((total_timesteps - global_step) / max(recent_sps, 1e-9))
     hours, minutes = divmod(seconds_left // 60, 60)
     left = f"~{hours}h{minutes:02d}m" if hours else f"~{minutes}m{seconds_left % 60:02d}s"
-    if global_step <= learning_starts:  # the warm-up, without updates, runs far faster than training: no estimate
+    if warming_up:  # no update yet: the warm-up runs far faster than training, so its speed tells nothing
         left = "unknown until training starts"
     returns = f"{np.mean(recent_returns):.2f}, win_rate={np.mean(recent_wins):.3f}" if recent_returns else "n/a"
     return (
@@ -1329,7 +1329,7 @@ if __name__ == "__main__":
                 now = time.time()
                 recent_sps = (global_step - progress_step) / (now - progress_time)
                 print(
-                    progress_line(global_step, args.total_timesteps, recent_sps, recent_returns, recent_wins, learning_starts)
+                    progress_line(global_step, args.total_timesteps, recent_sps, recent_returns, recent_wins, metrics is None)
                 )
                 writer.add_scalar("charts/SPS", int((global_step - start_step) / (now - start_time)), global_step)
                 progress_step, progress_time = global_step, now

@@ -367,15 +367,11 @@ class Run(submitit.helpers.Checkpointable):
 
     def stop(self):
         """SIGTERM to the running command (it saves a checkpoint and exits 143), then wait for it; SIGKILL if it hangs."""
-        process = self.process
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + self.stop_timeout_s
-        while process.poll() is None and time.monotonic() < deadline:
+        while self.ask_to_stop() and time.monotonic() < deadline:
             time.sleep(0.1)
-        if process.poll() is None:
-            process.kill()
+        if self.ask_to_stop():
+            self.process.kill()
 
     @property
     def returncode(self):

@@ -411,6 +411,15 @@ def start_pool_of_long_runs(tmp_path, n_runs: int) -> tuple:
     return process, logs
 
 
+def output_after(process, send_signals) -> str:
+    """run.py's output once it has exited after `send_signals()` (killed if it has not within 120 s)."""
+    try:
+        send_signals()
+        return process.communicate(timeout=120)[0]
+    finally:
+        process.kill()
+
+
 def assert_runs_saved_and_stopped(tmp_path, logs):
     run_dirs = sorted((tmp_path / "runs").iterdir())
     assert len(run_dirs) == 2, run_dirs  # the queued third run never started
@@ -424,11 +433,7 @@ def test_sigterm_to_run_py_alone_stops_its_runs_with_their_checkpoints(tmp_path)
     """A SIGTERM sent to run.py only (not to its process group, as Ctrl-C is) reaches the running runs: each saves
     its checkpoint and exits 143, the queued third run never starts, and run.py says so and exits 143 too."""
     process, logs = start_pool_of_long_runs(tmp_path, 3)
-    try:
-        process.send_signal(signal.SIGTERM)
-        output = process.communicate(timeout=120)[0]
-    finally:
-        process.kill()
+    output = output_after(process, lambda: process.send_signal(signal.SIGTERM))
     assert process.returncode == 143, output
     assert "run.py: terminated: 2 runs stopped with their checkpoints" in output and "[3/3]" not in output, output
     assert "Traceback" not in output, output
@@ -439,12 +444,7 @@ def test_sigterm_right_after_ctrl_c_is_the_same_stop(tmp_path):
     """Ctrl-C (SIGINT to the whole process group) and at once a SIGTERM to run.py: the first signal decides, the
     runs save and exit 130, and run.py exits 130 without a traceback (a second exception in its Ctrl-C path before)."""
     process, logs = start_pool_of_long_runs(tmp_path, 3)
-    try:
-        os.killpg(process.pid, signal.SIGINT)
-        process.send_signal(signal.SIGTERM)
-        output = process.communicate(timeout=120)[0]
-    finally:
-        process.kill()
+    output = output_after(process, lambda: (os.killpg(process.pid, signal.SIGINT), process.send_signal(signal.SIGTERM)))
     assert process.returncode == 130, output
     assert "run.py: interrupted" in output and "Traceback" not in output, output
     assert_runs_saved_and_stopped(tmp_path, logs)
