@@ -20,16 +20,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from hasac_isaacgym import VmasEnv  # noqa: E402  (the training script's own adapter, so the protocol is the same)
 
 
-def episode_returns(env_id: str, policy: str, episodes: int, seed: int, episode_length: int) -> torch.Tensor:
-    """[episodes] team returns of `policy` ("heuristic" or "random") on `episodes` envs stepped to the time limit."""
+def episode_returns(env_id: str, heuristic, episodes: int, seed: int, episode_length: int) -> torch.Tensor:
+    """[episodes] team returns of a VMAS `HeuristicPolicy` (None: uniform random actions) on `episodes` envs stepped to
+    the time limit."""
     envs = VmasEnv(env_id, episodes, "cpu", episode_length, seed)
-    heuristic = importlib.import_module(f"vmas.scenarios.{env_id}").HeuristicPolicy(continuous_action=True)
     generator = torch.Generator().manual_seed(seed)
     obs, _, _ = envs.reset(seed=seed)
     returns = torch.zeros(episodes)
     with torch.no_grad():
         for _ in range(envs.episode_length):
-            if policy == "heuristic":  # each agent's action from its own observation, within its action bounds
+            if heuristic is not None:  # each agent's action from its own observation, within its action bounds
                 per_agent = [
                     heuristic.compute_action(obs[:, i, : envs.obs_dims[i]], float(envs.action_high[i, 0]))
                     for i in range(envs.n_agents)
@@ -56,11 +56,11 @@ def main(argv=None):
     references = []
     for env_id in args.env_ids:
         try:
-            importlib.import_module(f"vmas.scenarios.{env_id}").HeuristicPolicy
+            heuristic = importlib.import_module(f"vmas.scenarios.{env_id}").HeuristicPolicy(continuous_action=True)
         except (ImportError, AttributeError):
             parser.error(f"VMAS scenario {env_id!r} has no HeuristicPolicy (balance, transport, wheel, navigation have)")
-        for policy in ("heuristic", "random"):
-            returns = episode_returns(env_id, policy, args.episodes, args.seed, args.episode_length)
+        for policy, acting in (("heuristic", heuristic), ("random", None)):
+            returns = episode_returns(env_id, acting, args.episodes, args.seed, args.episode_length)
             mean, std = returns.mean().item(), returns.std(correction=0).item()
             print(f"{env_id}: VMAS {policy} policy {mean:.4g} +- {std:.4g} over {args.episodes} episodes", flush=True)
             if args.steps:
