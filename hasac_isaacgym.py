@@ -922,13 +922,24 @@ def load_weights(learner: Learner, checkpoint: dict):
             log_alpha.copy_(value)
 
 
+# --resume continues a run under its own flags: only these may differ (a longer budget, the logging, the device)
+RESUME_MAY_CHANGE = {"resume", "total_timesteps", "save_model", "save_buffer", "eval_interval", "eval_episodes", "track"}
+RESUME_MAY_CHANGE |= {"wandb_project_name", "wandb_entity", "capture_video", "cuda", "torch_deterministic", "matmul_precision"}
+RESUME_MAY_CHANGE |= {"log_interval", "compile", "cudagraphs"}
+
+
 def resume_training(path: str, learner: Learner, args: Args, device: torch.device) -> int:
     """Restores a --resume checkpoint into `learner`: weights, target, temperatures, optimisers and the global random
     generators, so that the run continues where it stopped. -> the saved global step."""
     checkpoint = read_checkpoint(path, device)
-    saved = tuple(checkpoint["args"][name] for name in ("env_id", "exp_name", "seed"))
-    if saved != (args.env_id, args.exp_name, args.seed):
-        raise ValueError(f"the checkpoint is of --env-id {saved[0]} --exp-name {saved[1]} --seed {saved[2]}; pass those")
+    changed = [
+        name
+        for name, value in checkpoint["args"].items()
+        if name not in RESUME_MAY_CHANGE and getattr(args, name, None) != value
+    ]
+    if changed:
+        saved = ", ".join(f"--{name.replace('_', '-')} {checkpoint['args'][name]}" for name in changed)
+        raise ValueError(f"the checkpoint's run had {saved}; resume with the run's own flags")
     if checkpoint["global_step"] >= args.total_timesteps:
         raise ValueError(f"the checkpoint is at step {checkpoint['global_step']}: raise --total-timesteps to continue")
     load_weights(learner, checkpoint)
@@ -951,11 +962,18 @@ def save_buffer(run_dir: str, rb, global_step: int):
 
 
 def load_buffer(run_dir: str, global_step: int, device: torch.device):
-    """The replay buffer saved with the checkpoint at `global_step`, or None (none saved, or saved at another step)."""
+    """The replay buffer saved with the checkpoint at `global_step`, or None (none saved, or saved at another step).
+
+    The resumed envs start new episodes, so each env's last stored transition becomes a truncation: its n-step returns
+    stop there and bootstrap from its true next state, instead of running on into the next episode's rewards."""
     if not os.path.isfile(f"{run_dir}/replay_buffer.pt"):
         return None
     saved = torch.load(f"{run_dir}/replay_buffer.pt", map_location=device, weights_only=False)
-    return saved["buffer"] if saved["global_step"] == global_step else None
+    if saved["global_step"] != global_step:
+        return None
+    rb = saved["buffer"]  # its tensors are on this run's device (map_location)
+    rb.episode_ends[rb.env_index, rb.heads - 1] = True  # an episode end, not a termination: the target bootstraps
+    return rb
 
 
 def check_args(args: Args):
@@ -968,8 +986,13 @@ def check_args(args: Args):
         raise ValueError(f"--tau must be in (0, 1], got {args.tau}")
     if not 0 <= args.gamma <= 1:
         raise ValueError(f"--gamma must be in [0, 1], got {args.gamma}")
-    if args.alpha <= 0:
-        raise ValueError("--alpha must be positive (it is the initial value with --autotune)")
+    for name in ("policy_lr", "q_lr", "alpha_lr"):
+        if not 0 <= getattr(args, name) < math.inf:
+            raise ValueError(f"--{name.replace('_', '-')} must be a finite number >= 0, got {getattr(args, name)}")
+    if not 0 < args.alpha < math.inf:
+        raise ValueError(f"--alpha must be positive and finite (the initial value with --autotune), got {args.alpha}")
+    if not args.exp_name or os.sep in args.exp_name:
+        raise ValueError(f"--exp-name names the run and its checkpoint file: no {os.sep!r}, got {args.exp_name!r}")
     if args.buffer_size // args.num_envs <= args.n_step:
         raise ValueError("--buffer-size / --num-envs must exceed --n-step")
     if args.buffer_size < args.batch_size:
@@ -1001,6 +1024,20 @@ def check_args(args: Args):
             import wandb  # noqa: F401
         except ImportError:
             raise ValueError("--track needs wandb: pip install wandb") from None
+
+
+def check_finite(metrics: Optional[dict], actions: torch.Tensor, global_step: int):
+    """A non-finite update poisons the parameters, so the latest losses or the actions show it: one line names it."""
+    for name in ("qf1_loss", "qf2_loss", "actor_loss", "alpha_loss"):
+        if metrics is not None and metrics[name] is not None and not torch.isfinite(metrics[name]):
+            raise FloatingPointError(
+                f"losses/{name} is {metrics[name].item()} at global_step={global_step}; "
+                "stopping instead of training on it (try lower learning rates)"
+            )
+    if not torch.isfinite(actions).all():
+        raise FloatingPointError(
+            f"the actions are not finite at global_step={global_step}; stopping (try lower learning rates)"
+        )
 
 
 def make_run_dir(run_name: str) -> str:
@@ -1062,11 +1099,11 @@ if __name__ == "__main__":
 
     if args.eval_checkpoint is not None:
         try:
-            saved_args, learner = load_checkpoint(args.eval_checkpoint, device)
-            if saved_args.env_id in DEXHANDS_EPISODE_STEPS:
+            if read_checkpoint(args.eval_checkpoint, device)["args"]["env_id"] in DEXHANDS_EPISODE_STEPS:  # before any env
                 raise ValueError(
                     "Bi-DexHands checkpoints cannot be evaluated here (Isaac Gym holds one simulation per process)"
                 )
+            saved_args, learner = load_checkpoint(args.eval_checkpoint, device)
             eval_envs = make_env(saved_args, args.eval_episodes, args.seed, device)
         except (OSError, KeyError, TypeError, RuntimeError, ValueError) as error:
             raise SystemExit(f"error: cannot evaluate checkpoint {args.eval_checkpoint!r}: {error}") from None
@@ -1074,13 +1111,6 @@ if __name__ == "__main__":
         mean, std = returns.mean().item(), returns.std(unbiased=False).item()
         print(f"{saved_args.env_id}: eval/episodic_return {mean:.2f} +- {std:.2f} over {len(returns)} episodes")
         sys.exit(0)
-
-    if args.resume:  # the same run dir: its logs continue in the same curves
-        run_dir, args.save_model = os.path.dirname(os.path.abspath(args.resume)), True
-    else:
-        run_dir = "runs/" + make_run_dir(f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}")
-    run_name = os.path.basename(run_dir)
-    model_path = f"{run_dir}/{args.exp_name}.cleanrl_model"
 
     # ALGO LOGIC: the learner, the replay memory and the evaluation envs
     learner = build_learner(envs, args, device)
@@ -1105,6 +1135,14 @@ if __name__ == "__main__":
     # Isaac Gym holds one simulation per process, so Bi-DexHands runs no separate evaluation
     # (the official configs turn it off too): its curve is the training episodes' returns.
     eval_envs = make_env(args, args.eval_episodes, args.seed + 10_000, device) if isinstance(envs, VmasEnv) else None
+
+    # the run dir comes last, so that a failure while building the above leaves nothing under runs/
+    if args.resume:  # the same run dir: its logs continue in the same curves
+        run_dir, args.save_model = os.path.dirname(os.path.abspath(args.resume)), True
+    else:
+        run_dir = "runs/" + make_run_dir(f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}")
+    run_name = os.path.basename(run_dir)
+    model_path = f"{run_dir}/{args.exp_name}.cleanrl_model"
 
     def run_evaluation(global_step: int):
         if eval_envs is not None:
@@ -1138,6 +1176,8 @@ if __name__ == "__main__":
         saved_rb = load_buffer(run_dir, global_step, device)
         if saved_rb is None:  # no buffer of this step: a fresh warm-up refills it, acting with the restored policies
             learning_starts = global_step + args.learning_starts
+            if learning_starts >= args.total_timesteps:
+                print(f"warning: without its buffer the run warms up again to step {learning_starts}, so it will not train")
         rb = rb if saved_rb is None else saved_rb
         print(f"resumed at global_step={global_step} in {run_dir}, {'without' if saved_rb is None else 'with'} its buffer")
     if args.track:  # after --resume read its checkpoint (a bad one leaves the wandb run alone), before the writer
@@ -1176,7 +1216,11 @@ if __name__ == "__main__":
                 actions = policy(obs)
 
             # TRY NOT TO MODIFY: execute the game and log data.
-            next_obs, next_state, _, rewards, terminations, truncations, infos = envs.step(actions)
+            try:
+                next_obs, next_state, _, rewards, terminations, truncations, infos = envs.step(actions)
+            except Exception:  # VMAS refuses non-finite actions: say which loss went non-finite instead of its assert
+                check_finite(metrics, actions, global_step)
+                raise
             valid = infos["valid"]
             global_step += args.num_envs
             episode_return += rewards * valid
@@ -1192,16 +1236,8 @@ if __name__ == "__main__":
             rb.add(state, infos["final_state"], actions.flatten(1), rewards, terminations, truncations, valid)
             obs, state = next_obs, next_state
 
-            # ALGO LOGIC: training.
-            if global_step > learning_starts and iteration % args.train_interval == 0:
-                if metrics is None:
-                    print(f"global_step={global_step}, warm-up done: training starts")
-                    log_step, log_time = global_step, time.time()  # time left: from training alone
-                for _ in range(args.gradient_steps):
-                    agent_order = list(range(n_agents)) if args.fixed_order else random.sample(range(n_agents), n_agents)
-                    metrics = update(sample_batch(), agent_order, args.tau)
-
-            # Logging is the one place the loop waits for the device (.item()): every log_interval env steps.
+            # TRY NOT TO MODIFY: logging, the one place the loop waits for the device (.item()), every log_interval env
+            # steps; before the training phase, so that training's own speed window starts after it.
             if global_step // args.log_interval > last_log // args.log_interval:
                 last_log, now, mean_return = global_step, time.time(), None
                 writer.add_scalar("charts/SPS", int((global_step - start_step) / (now - start_time)), global_step)
@@ -1212,13 +1248,7 @@ if __name__ == "__main__":
                     writer.add_scalar("charts/episodic_length", (finished_lengths / finished_episodes).item(), global_step)
                     finished_returns.zero_(), finished_lengths.zero_(), finished_episodes.zero_()
                 if metrics is not None:
-                    # a non-finite loss poisons the parameters, so it is still visible here
-                    for name in ("qf1_loss", "qf2_loss", "actor_loss", "alpha_loss"):
-                        if metrics[name] is not None and not torch.isfinite(metrics[name]):
-                            raise FloatingPointError(
-                                f"losses/{name} is {metrics[name].item()} at global_step={global_step}; "
-                                "stopping instead of training on it (try lower learning rates)"
-                            )
+                    check_finite(metrics, actions, global_step)
                     for name in ("qf1_values", "qf1_loss", "qf2_loss", "actor_loss", "entropy", "alpha_loss"):
                         if metrics[name] is not None:  # alpha_loss: None with a fixed temperature
                             writer.add_scalar(f"losses/{name}", metrics[name].item(), global_step)
@@ -1226,6 +1256,16 @@ if __name__ == "__main__":
                     for i, alpha in enumerate(metrics["alphas"].tolist()):
                         writer.add_scalar(f"losses/alpha/agent_{i}", alpha, global_step)
                 print(progress_line(global_step, args.total_timesteps, recent_sps, mean_return, metrics is None))
+
+            # ALGO LOGIC: training.
+            if global_step > learning_starts and iteration % args.train_interval == 0:
+                if metrics is None:
+                    print(f"global_step={global_step}, warm-up done: training starts")
+                    log_step, log_time = global_step, time.time()  # time left: from training alone
+                for _ in range(args.gradient_steps):
+                    agent_order = list(range(n_agents)) if args.fixed_order else random.sample(range(n_agents), n_agents)
+                    metrics = update(sample_batch(), agent_order, args.tau)
+
             if global_step // args.eval_interval > last_eval // args.eval_interval:
                 run_evaluation(global_step)
                 last_eval = global_step
@@ -1237,9 +1277,10 @@ if __name__ == "__main__":
         print(f"interrupted at global_step={global_step}")
         exit_status = 128 + stop_signals[0]  # 130 / 143, as a shell reports it: a sweep tells it from a finished run
     except FloatingPointError as error:
-        writer.close()
         raise SystemExit(f"error: {error}") from None
-    finally:
+    finally:  # the run has stopped: a further Ctrl-C or SIGTERM no longer cuts its closing and its saves short
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         envs.close()
         if eval_envs is not None:
             eval_envs.close()
@@ -1248,6 +1289,7 @@ if __name__ == "__main__":
         save_checkpoint(model_path, learner, args, global_step)
         print(f"model saved; evaluate it with: python {os.path.basename(__file__)} --eval-checkpoint {model_path}")
         if args.save_buffer:
+            print(f"writing the replay buffer to {run_dir}/replay_buffer.pt")
             save_buffer(run_dir, rb, global_step)
         print(f"continue it with: python {os.path.basename(__file__)} [the same flags] --resume {model_path}")
     sys.exit(exit_status)

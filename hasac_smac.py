@@ -987,13 +987,23 @@ def load_weights(learner: Learner, checkpoint: dict):
         learner.value_norm.load_state_dict(checkpoint["value_norm"])
 
 
+# --resume continues a run under its own flags: only these may differ (a longer budget, the logging, the device)
+RESUME_MAY_CHANGE = {"resume", "total_timesteps", "save_model", "save_buffer", "eval_interval", "eval_episodes", "track"}
+RESUME_MAY_CHANGE |= {"wandb_project_name", "wandb_entity", "capture_video", "cuda", "torch_deterministic", "matmul_precision"}
+
+
 def resume_training(path: str, learner: Learner, args: Args, device: torch.device) -> int:
     """Restores a --resume checkpoint into `learner`: weights, target, temperatures, optimisers and the global random
     generators, so that the run continues where it stopped. -> the saved global step."""
     checkpoint = read_checkpoint(path, device)
-    saved = tuple(checkpoint["args"][name] for name in ("env_id", "exp_name", "seed"))
-    if saved != (args.env_id, args.exp_name, args.seed):
-        raise ValueError(f"the checkpoint is of --env-id {saved[0]} --exp-name {saved[1]} --seed {saved[2]}; pass those")
+    changed = [
+        name
+        for name, value in checkpoint["args"].items()
+        if name not in RESUME_MAY_CHANGE and getattr(args, name, None) != value
+    ]
+    if changed:
+        saved = ", ".join(f"--{name.replace('_', '-')} {checkpoint['args'][name]}" for name in changed)
+        raise ValueError(f"the checkpoint's run had {saved}; resume with the run's own flags")
     if checkpoint["global_step"] >= args.total_timesteps:
         raise ValueError(f"the checkpoint is at step {checkpoint['global_step']}: raise --total-timesteps to continue")
     load_weights(learner, checkpoint)
@@ -1016,11 +1026,19 @@ def save_buffer(run_dir: str, rb, global_step: int):
 
 
 def load_buffer(run_dir: str, global_step: int, device: torch.device):
-    """The replay buffer saved with the checkpoint at `global_step`, or None (none saved, or saved at another step)."""
+    """The replay buffer saved with the checkpoint at `global_step`, or None (none saved, or saved at another step).
+
+    The resumed envs start new episodes, so each env's last stored transition becomes a truncation: its n-step returns
+    stop there and bootstrap from its true next state, instead of running on into the next episode's rewards."""
     if not os.path.isfile(f"{run_dir}/replay_buffer.pt"):
         return None
     saved = torch.load(f"{run_dir}/replay_buffer.pt", map_location=device, weights_only=False)
-    return saved["buffer"] if saved["global_step"] == global_step else None
+    if saved["global_step"] != global_step:
+        return None
+    rb, last = saved["buffer"], saved["buffer"].pos - 1
+    rb.timeouts[last] = np.logical_or(rb.timeouts[last], 1 - rb.dones[last])
+    rb.device = device  # it samples onto the device it was saved with otherwise
+    return rb
 
 
 def check_args(args: Args):
@@ -1033,8 +1051,13 @@ def check_args(args: Args):
         raise ValueError(f"--tau must be in (0, 1], got {args.tau}")
     if not 0 <= args.gamma <= 1:
         raise ValueError(f"--gamma must be in [0, 1], got {args.gamma}")
-    if args.alpha <= 0:
-        raise ValueError("--alpha must be positive (it is the initial value with --autotune)")
+    for name in ("policy_lr", "q_lr", "alpha_lr"):
+        if not 0 <= getattr(args, name) < math.inf:
+            raise ValueError(f"--{name.replace('_', '-')} must be a finite number >= 0, got {getattr(args, name)}")
+    if not 0 < args.alpha < math.inf:
+        raise ValueError(f"--alpha must be positive and finite (the initial value with --autotune), got {args.alpha}")
+    if not args.exp_name or os.sep in args.exp_name:
+        raise ValueError(f"--exp-name names the run and its checkpoint file: no {os.sep!r}, got {args.exp_name!r}")
     if args.buffer_size // args.num_envs <= args.n_step:
         raise ValueError("--buffer-size / --num-envs must exceed --n-step")
     if args.buffer_size < args.batch_size:
@@ -1117,8 +1140,8 @@ if __name__ == "__main__":
                 "StarCraft II saves replays); drop it"
             )
         check_args(args)
-        if args.huber_delta <= 0:
-            raise ValueError(f"--huber-delta must be positive, got {args.huber_delta}")
+        if not 0 < args.huber_delta < math.inf:
+            raise ValueError(f"--huber-delta must be positive and finite, got {args.huber_delta}")
         if not 0 <= args.target_entropy_scale <= 1:
             raise ValueError(
                 "--target-entropy-scale must be in [0, 1] (a fraction of the maximum entropy), "
@@ -1159,13 +1182,6 @@ if __name__ == "__main__":
         )
         sys.exit(0)
 
-    if args.resume:  # the same run dir: its logs continue in the same curves
-        run_dir, args.save_model = os.path.dirname(os.path.abspath(args.resume)), True
-    else:
-        run_dir = "runs/" + make_run_dir(f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}")
-    run_name = os.path.basename(run_dir)
-    model_path = f"{run_dir}/{args.exp_name}.cleanrl_model"
-
     # ALGO LOGIC: the learner, the replay memory and the evaluation envs
     learner = build_learner(envs, args, device)
     n_agents, obs_dim, act_dim = envs.n_agents, envs.obs_dim, envs.act_dim
@@ -1196,6 +1212,14 @@ if __name__ == "__main__":
         gamma=args.gamma,
     )
     eval_envs = make_env(args, min(args.eval_episodes, args.num_envs))
+
+    # the run dir comes last, so that a failure while building the above leaves nothing under runs/
+    if args.resume:  # the same run dir: its logs continue in the same curves
+        run_dir, args.save_model = os.path.dirname(os.path.abspath(args.resume)), True
+    else:
+        run_dir = "runs/" + make_run_dir(f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}")
+    run_name = os.path.basename(run_dir)
+    model_path = f"{run_dir}/{args.exp_name}.cleanrl_model"
 
     def run_evaluation(global_step: int):
         wins = []
@@ -1230,6 +1254,8 @@ if __name__ == "__main__":
         saved_rb = load_buffer(run_dir, global_step, device)
         if saved_rb is None:  # no buffer of this step: a fresh warm-up refills it, acting with the restored policies
             learning_starts = global_step + args.learning_starts
+            if learning_starts >= args.total_timesteps:
+                print(f"warning: without its buffer the run warms up again to step {learning_starts}, so it will not train")
         rb = rb if saved_rb is None else saved_rb
         print(f"resumed at global_step={global_step} in {run_dir}, {'without' if saved_rb is None else 'with'} its buffer")
     if args.track:  # after --resume read its checkpoint (a bad one leaves the wandb run alone), before the writer
@@ -1287,6 +1313,16 @@ if __name__ == "__main__":
             rb.add(pack_row(obs, state, avail, alive), real_next, flat_actions, rewards.numpy(), dones, timeouts)
             obs, state, avail, alive = next_obs, next_state, next_avail, infos["alive"]
 
+            # TRY NOT TO MODIFY: progress, before the training phase: training's own speed window starts after this line
+            if global_step // progress_interval > (global_step - args.num_envs) // progress_interval:
+                now = time.time()
+                recent_sps = (global_step - progress_step) / (now - progress_time)
+                print(
+                    progress_line(global_step, args.total_timesteps, recent_sps, recent_returns, recent_wins, metrics is None)
+                )
+                writer.add_scalar("charts/SPS", int((global_step - start_step) / (now - start_time)), global_step)
+                progress_step, progress_time = global_step, now
+
             # ALGO LOGIC: training.
             if global_step > learning_starts and iteration % args.train_interval == 0:
                 if metrics is None:
@@ -1325,14 +1361,6 @@ if __name__ == "__main__":
                 for i, alpha in enumerate(metrics["alphas"].tolist()):
                     writer.add_scalar(f"losses/alpha/agent_{i}", alpha, global_step)
 
-            if global_step // progress_interval > (global_step - args.num_envs) // progress_interval:
-                now = time.time()
-                recent_sps = (global_step - progress_step) / (now - progress_time)
-                print(
-                    progress_line(global_step, args.total_timesteps, recent_sps, recent_returns, recent_wins, metrics is None)
-                )
-                writer.add_scalar("charts/SPS", int((global_step - start_step) / (now - start_time)), global_step)
-                progress_step, progress_time = global_step, now
             if global_step // args.eval_interval > last_eval // args.eval_interval:
                 run_evaluation(global_step)
                 last_eval = global_step
@@ -1344,9 +1372,10 @@ if __name__ == "__main__":
         print(f"interrupted at global_step={global_step}")
         exit_status = 128 + stop_signals[0]  # 130 / 143, as a shell reports it: a sweep tells it from a finished run
     except FloatingPointError as error:
-        writer.close()
         raise SystemExit(f"error: {error}") from None
-    finally:
+    finally:  # the run has stopped: a further Ctrl-C or SIGTERM no longer cuts its closing and its saves short
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         envs.close()
         eval_envs.close()
         writer.close()
@@ -1354,6 +1383,7 @@ if __name__ == "__main__":
         save_checkpoint(model_path, learner, args, global_step)
         print(f"model saved; evaluate it with: python {os.path.basename(__file__)} --eval-checkpoint {model_path}")
         if args.save_buffer:
+            print(f"writing the replay buffer to {run_dir}/replay_buffer.pt")
             save_buffer(run_dir, rb, global_step)
         print(f"continue it with: python {os.path.basename(__file__)} [the same flags] --resume {model_path}")
     sys.exit(exit_status)

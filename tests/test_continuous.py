@@ -7,13 +7,18 @@ import copy
 import importlib.util
 import math
 import re
+import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from conftest import (
+    CONTINUOUS,
     MINI,
+    SUBPROCESS_ENV,
     TINY,
     TINY_UPDATE_STEPS,
     assert_choice_error,
@@ -139,6 +144,22 @@ def test_smoke_mpe(spread_run):
     assert all(math.isfinite(float(r)) for _, r, _ in progress)  # the first MPE episodes end at step 50
     for step, _, left in progress:
         assert re.fullmatch("unknown until training starts" if int(step) <= 200 else r"~\d+m\d\ds", left), (step, left)
+
+
+def test_the_progress_line_where_training_starts_reads_the_warm_up(tmp_path):
+    """With --train-interval 20 the first update (step 240) falls on a progress line (every 60 steps). The line comes
+    before that training phase, so it still reads the warm-up; the speed window of training starts after it. (Restarted
+    first, the window was empty: SPS=0 and a time left of ~44444444h.)"""
+    result = run_script(tmp_path, "--env-id", "simple_spread_v3", *TINY, "--train-interval", "20")
+    assert_ok(result)
+    progress = re.findall(
+        r"global_step=(\d+)/600 \(\d+\.\d%\), SPS=(\d+), recent episodic_return=\S+, time left (.*)", result.stdout
+    )
+    assert [int(step) for step, _, _ in progress] == list(range(60, 601, 60)), result.stdout
+    assert "global_step=240/600" in result.stdout.split("global_step=240, warm-up done")[0]
+    for step, sps, left in progress:
+        assert int(sps) > 0, (step, sps)
+        assert re.fullmatch("unknown until training starts" if int(step) <= 240 else r"~\d+m\d\ds", left), (step, left)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -810,12 +831,6 @@ def test_share_param_on_homogeneous_mamujoco_trains(tmp_path):
 def test_ctrl_c_flushes_logs_and_saves_a_loadable_checkpoint(tmp_path, signal_name, exit_status):
     """SIGINT (Ctrl-C) or SIGTERM (a scheduler's stop) mid-training: TensorBoard scalars on disk, the latest weights
     loadable, and the shell's exit status for that signal, so a sweep can tell the run from a finished one."""
-    import signal
-    import subprocess
-    import sys
-
-    from conftest import CONTINUOUS, SUBPROCESS_ENV
-
     args = ["--env-id", "simple_spread_v3", *TINY, "--total-timesteps", "10000000", "--save-model"]
     # A shell that starts jobs in the background (`cmd &`) ignores SIGINT in them, and Python keeps
     # an inherited "ignore": give the run the terminal's default, as for a user at a prompt.
@@ -982,6 +997,11 @@ def test_library_errors_other_than_a_missing_partition_are_not_swallowed(monkeyp
         (["--total-timesteps", "100"], ["--total-timesteps (100) must exceed --learning-starts (100)"]),
         (["--buffer-size", "16"], ["--buffer-size (16) must be at least --batch-size (32)"]),
         (["--num-envs", "2", "--total-timesteps", "301"], ["multiple of --num-envs 2: 300 or 302"]),
+        # Adam's own error came as a traceback after the run dir existed; the checkpoint's path had a missing folder
+        (["--policy-lr", "-1"], ["--policy-lr must be a finite number >= 0, got -1.0"]),
+        (["--q-lr", "nan"], ["--q-lr must be a finite number >= 0, got nan"]),
+        (["--alpha", "inf"], ["--alpha must be positive and finite", "got inf"]),
+        (["--exp-name", "sweep/a"], ["--exp-name", "no '/'", "'sweep/a'"]),
     ],
 )
 def test_impossible_budgets_one_line_error(tmp_path, args, expected):
@@ -994,6 +1014,23 @@ def test_impossible_budgets_one_line_error(tmp_path, args, expected):
 def test_capture_video_without_moviepy_fails_before_any_work(tmp_path):
     result = run_script(tmp_path, "--env-id", "simple_spread_v3", "--capture-video", *MINI)
     assert_one_line_error(result, ["--capture-video needs moviepy", "pip install moviepy"], tmp_path)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="MuJoCo renders without a display on other systems")
+def test_capture_video_without_a_renderer_fails_before_any_work(tmp_path):
+    """Without an OpenGL backend (no display, no MUJOCO_GL) MuJoCo cannot render: the run ends at its start with one
+    line, not at its first evaluation (by default 200k steps in) with a traceback. moviepy, which the flag also needs,
+    is a stand-in module here: the check under test is the renderer's."""
+    (tmp_path / "fake" / "moviepy").mkdir(parents=True)
+    (tmp_path / "fake" / "moviepy" / "__init__.py").write_text("")
+    env = {
+        k: v for k, v in SUBPROCESS_ENV.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "MUJOCO_GL", "PYOPENGL_PLATFORM")
+    }
+    command = [sys.executable, str(CONTINUOUS), "--env-id", "Ant-4x2", "--capture-video", *MINI]
+    result = subprocess.run(
+        command, cwd=tmp_path, env={**env, "PYTHONPATH": str(tmp_path / "fake")}, capture_output=True, text=True
+    )
+    assert_one_line_error(result, ["rendering failed", "MUJOCO_GL=egl"], tmp_path)
 
 
 @pytest.mark.skipif(importlib.util.find_spec("wandb") is not None, reason="wandb is installed here")

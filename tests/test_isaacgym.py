@@ -397,6 +397,29 @@ def test_smoke_run_prints_progress_with_time_left(tmp_path):
     ), lines[-1]
 
 
+def test_the_log_line_where_training_starts_reads_the_warm_up(tmp_path):
+    """With --log-interval 200 the first update (step 200, --train-interval 5) falls on a log step. The log comes before
+    that training phase, so it still reads the warm-up; training's speed window starts after it. (Restarted first, the
+    window was empty: SPS=0 and a time left of ~55555555h.)"""
+    result = run_script(tmp_path, *SMOKE, "--total-timesteps", "400", "--log-interval", "200", script=ISAACGYM)
+    assert_ok(result)
+    lines = re.findall(
+        r"global_step=(\d+)/400 \(\d+\.\d%\), SPS=(\d+), recent episodic_return=\S+, time left (.*)", result.stdout
+    )
+    assert [(step, left) for step, _, left in lines] == [("200", "unknown until training starts"), ("400", "~0m00s")]
+    assert all(int(sps) > 0 for _, sps, _ in lines), lines
+
+
+def test_non_finite_update_stops_the_run_naming_loss_and_step(tmp_path):
+    """An absurd learning rate makes the actors' actions NaN at once, which VMAS refuses with an assert at the next
+    step, long before the next log (800): the run stops with one line naming the loss, not VMAS's traceback."""
+    flags = ["--total-timesteps", "800", "--log-interval", "800", "--q-lr", "1e12", "--policy-lr", "1e12"]
+    result = run_script(tmp_path, *SMOKE, *flags, script=ISAACGYM)
+    assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    message = result.stderr.strip().splitlines()[-1]
+    assert re.fullmatch(r"error: (losses/\w+ is (nan|inf|-inf)|the actions are not finite) at global_step=\d+; .*", message)
+
+
 def test_evaluation_leaves_the_training_random_streams_alone():
     """VMAS keeps one random state for all its envs, and seeding one env (as evaluate's reset does) re-seeds it and,
     through torch.manual_seed, the CUDA generators: without isolation every evaluation would rewind the training
@@ -454,6 +477,18 @@ def test_a_gpu_runs_checkpoint_loads_and_evaluates_on_the_cpu(transport_checkpoi
     assert saved_args.cuda and all(p.device.type == "cpu" for p in learner.qf.parameters())
     result = run_script(tmp_path, "--eval-checkpoint", "gpu.cleanrl_model", "--eval-episodes", "2", script=ISAACGYM)
     assert_ok(result)
+
+
+def test_a_dexhands_checkpoint_is_refused_before_any_env_is_built(transport_checkpoint, tmp_path):
+    """Isaac Gym holds one simulation per process, so a Bi-DexHands checkpoint is not evaluated here: the refusal
+    reads the saved env id first (loading the learner built a DexHands env, which ended in Isaac Gym's install hint,
+    and on a machine with Isaac Gym started a simulation before refusing)."""
+    _, checkpoint, _ = transport_checkpoint
+    saved = torch.load(checkpoint, weights_only=False)
+    saved["args"]["env_id"] = "ShadowHandOver"
+    torch.save(saved, tmp_path / "hands.cleanrl_model")
+    result = run_script(tmp_path, "--eval-checkpoint", "hands.cleanrl_model", script=ISAACGYM)
+    assert_one_line_error(result, ["Bi-DexHands checkpoints cannot be evaluated here"], tmp_path)
 
 
 def test_eval_checkpoint_of_a_non_checkpoint_or_another_scripts_checkpoint(tmp_path):

@@ -125,8 +125,15 @@ def test_resume_training_restores_optimisers_temperatures_and_random_state(tmp_p
     assert torch.stack(learner.log_alphas).equal(saved["log_alphas"])
     assert all(learner.qf_target.state_dict()[key].equal(value) for key, value in saved["qf_target"].items())
     assert torch.get_rng_state().equal(saved["rng"][2]) and np.random.get_state()[1].tolist() == saved["rng"][1][1].tolist()
-    with pytest.raises(ValueError, match="--seed 1; pass those"):
+    with pytest.raises(ValueError, match="the checkpoint's run had --seed 1; resume with the run's own flags"):
         hc.resume_training(path, learner, hc.Args(**{**saved["args"], "seed": 2}), torch.device("cpu"))
+    # a flag that shapes the learner or the buffer: --share-param loaded actor 0 alone (zip stops at the shorter list),
+    # and the other agents' weights were lost at the next save
+    for changed, named in (({"share_param": True}, "--share-param False"), ({"num_envs": 4}, "--num-envs 2")):
+        with pytest.raises(ValueError, match=f"run had {named}; resume with the run's own flags"):
+            hc.resume_training(path, learner, hc.Args(**{**saved["args"], **changed}), torch.device("cpu"))
+    longer = {"total_timesteps": 2400, "eval_interval": 7, "eval_episodes": 3, "track": True, "matmul_precision": "medium"}
+    assert hc.resume_training(path, learner, hc.Args(**{**saved["args"], **longer}), torch.device("cpu")) == 600
     with pytest.raises(ValueError, match="raise --total-timesteps"):
         hc.resume_training(path, learner, hc.Args(**saved["args"]), torch.device("cpu"))  # 600 of 600 steps done
     envs.close()
@@ -158,3 +165,42 @@ def test_a_resumed_run_continues_its_wandb_run(tmp_path, name):
     assert_ok(train("--total-timesteps", "800", "--resume", str(checkpoint)))
     calls = [json.loads(line) for line in (tmp_path / "init.jsonl").read_text().splitlines()]
     assert calls == [{"id": run_dir(tmp_path).name, "name": run_dir(tmp_path).name, "resume": "allow"}] * 2
+
+
+def test_a_resumed_buffer_ends_the_interrupted_episodes(tmp_path):
+    """The resumed envs start new episodes, so the transitions stored before the stop must not take n-step returns
+    from the next episode: each env's last stored transition becomes a truncation (the target bootstraps from its true
+    next state). simple_spread's episodes last 25 steps, and 410 steps of 2 envs stop 5 steps into one. (discrete and
+    smac share this load_buffer, word for word.)"""
+    assert_ok(run_script(tmp_path, *flags_of("continuous"), "--total-timesteps", "410", "--save-model", "--save-buffer"))
+    rb = hc.load_buffer(str(run_dir(tmp_path)), 410, torch.device("cpu"))
+    stop = rb.pos  # 205 rows of each env
+    assert not rb.dones[stop - 5 : stop].any()  # the interrupted episode's first 5 steps
+    # the resumed run's first transition (a new episode) lands after them
+    rb.add(
+        rb.observations[0], rb.observations[0], rb.actions[0], np.zeros(2), np.zeros(2), [{"TimeLimit.truncated": False}] * 2
+    )
+    samples = rb._get_samples(np.full(16, stop - 3))  # n-step windows of 5 from 3 steps before the stop
+    assert torch.equal(samples.discounts, torch.full((16, 1), 0.99**3))  # 3 steps, then the truncation (not 5)
+    assert not samples.dones.any()  # bootstrapped
+    last_next = torch.as_tensor(rb.next_observations[stop - 1])  # [E, D]: each env's true next observation at the stop
+    assert (samples.next_observations[:, None] == last_next).all(-1).any(-1).all()
+
+
+def test_a_resumed_isaacgym_buffer_ends_the_interrupted_episodes(tmp_path, monkeypatch):
+    """The same for hasac_isaacgym.py's own on-device buffer: 20-step episodes, stopped 5 steps into one."""
+    import hasac_isaacgym as hi
+
+    monkeypatch.setattr(sys.modules["__main__"], "ReplayBuffer", hi.ReplayBuffer, raising=False)  # pickled by the script
+
+    flags = [*flags_of("isaacgym"), "--total-timesteps", "360", "--save-model", "--save-buffer"]
+    assert_ok(run_script(tmp_path, *flags, script=ROOT / "hasac_isaacgym.py"))
+    rb = hi.load_buffer(str(run_dir(tmp_path)), 360, torch.device("cpu"))
+    newest = (rb.heads - 1) % rb.capacity  # [E]
+    for age in range(1, 5):  # the interrupted episodes' earlier steps end nothing
+        assert not rb.episode_ends[rb.env_index, (newest - age) % rb.capacity].any()
+    fresh = (rb.states[:, 0], rb.states[:, 0], rb.actions[:, 0], rb.rewards[:, 0])
+    rb.add(*fresh, torch.zeros(8, dtype=torch.bool), torch.zeros(8, dtype=torch.bool), torch.ones(8, dtype=torch.bool))
+    state, _, _, next_state, terminated, discounts = rb.n_step_transitions(rb.env_index, torch.full((8,), 3))
+    assert torch.equal(discounts, torch.full((8, 1), 0.99**3)) and not terminated.any()
+    assert torch.equal(next_state, rb.next_states[rb.env_index, newest])

@@ -41,6 +41,8 @@ DIFFERENT = {
     "evaluate": ("continuous | discrete | smac | isaacgym", "masks, win rates, and on-device envs"),
     "save_checkpoint": ("continuous discrete isaacgym | smac", "SMAC saves its ValueNorm statistics"),
     "load_checkpoint": ("continuous discrete smac | isaacgym", "isaacgym builds its env on the loading device"),
+    "load_buffer": ("continuous discrete smac | isaacgym", "isaacgym's replay buffer is its own, on the device"),
+    "check_rendering": ("continuous | discrete", "matrix-game has nothing to render; MuJoCo's OpenGL hint"),
     "load_weights": ("continuous discrete isaacgym | smac", "SMAC's ValueNorm statistics are saved with the weights"),
     "progress_line": ("continuous discrete | smac | isaacgym", "SMAC adds the win rate; isaacgym's mean is on the device"),
 }
