@@ -1035,7 +1035,8 @@ def load_buffer(run_dir: str, global_step: int, device: torch.device):
     saved = torch.load(f"{run_dir}/replay_buffer.pt", map_location=device, weights_only=False)
     if saved["global_step"] != global_step:
         return None
-    rb, last = saved["buffer"], saved["buffer"].pos - 1
+    rb = saved["buffer"]
+    last = rb.pos - 1  # the row of each env's newest transition
     rb.timeouts[last] = np.logical_or(rb.timeouts[last], 1 - rb.dones[last])
     rb.device = device  # it samples onto the device it was saved with otherwise
     return rb
