@@ -24,8 +24,8 @@ import torch.nn.functional as F
 import torch.optim as optim
 from stable_baselines3.common.buffers import NStepReplayBuffer
 
-from hasac_utils.envs.mamujoco import MAMUJOCO_SCENARIOS, PAPER_MAMUJOCO_TASKS, make_mamujoco_env
 from hasac_utils.checkpoints import load_learner
+from hasac_utils.envs.mamujoco import MAMUJOCO_SCENARIOS, PAPER_MAMUJOCO_TASKS, make_mamujoco_env
 from hasac_utils.evaluation import check_rendering, episode_shares, training_rng_preserved
 from hasac_utils.runs import one_line_errors, parse_args, render_video, start_run
 

@@ -8,28 +8,28 @@ already-updated agents' new actions (Algorithm 2). The matrix game is Section 3.
 
     python hasac_discrete.py --env-id matrix-game  # seconds: the joint policy escapes from (A, A) to (C, C)
     python hasac_discrete.py --env-id simple_spread_v3 --n-step 20 --policy-lr 5e-4 --q-lr 5e-4
-    python hasac_discrete.py --env-id academy_3_vs_1_with_keeper  # needs gfootball: see FOOTBALL_INSTALL
+    python hasac_discrete.py --env-id academy_3_vs_1_with_keeper  # needs gfootball: bash benchmark/install_football.sh
 """
 
-import collections
-import contextlib
 import itertools
 import math
 import os
-import pickle
 import random
-import signal
 import sys
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Literal, NamedTuple, Optional
 
+import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import torch.optim as optim
-import tyro
+from stable_baselines3.common.buffers import NStepReplayBuffer
+
+from hasac_utils.checkpoints import load_learner
+from hasac_utils.evaluation import check_rendering, episode_shares, training_rng_preserved
+from hasac_utils.runs import one_line_errors, parse_args, render_video, start_run
 
 
 @dataclass
@@ -122,8 +122,8 @@ MATRIX_GAME = "matrix-game"
 MATRIX_PAYOFF = np.array([[5, -20, -20], [-20, 10, -20], [-20, -20, 20]], np.float32)
 MATRIX_ACTIONS = "ABC"
 MATRIX_INIT_POLICY = (0.6, 0.2, 0.2)  # the paper's start, biased toward the suboptimal equilibrium (A, A)
-# The common defaults (10M steps, 10k warm-up, [256, 256] nets) would take hours on a one-step
-# game; these apply to every flag not given on the command line (see parse_args), and the run takes about a minute.
+# The common defaults (10M steps, 10k warm-up, [256, 256] nets) would take hours on a one-step game; these apply to
+# every flag not given on the command line (__main__ hands them to parse_args), and the run takes about a minute.
 # The actors learn slower than the critic (policy_lr 1e-3 against q_lr 3e-3), so that they follow its estimate of the
 # payoff (two timescales): with equal rates the actors first step on a barely trained critic, whose Q is near 0
 # everywhere, the entropy term alone pulls them toward uniform, and at alpha 5 one seed in three crossed into the basin
@@ -138,11 +138,6 @@ MPE_EPISODE_STEPS = 25
 FOOTBALL_SCENARIOS = {"academy_pass_and_shoot_with_keeper": 2, "academy_run_pass_and_shoot_with_keeper": 2}
 FOOTBALL_SCENARIOS |= {"academy_3_vs_1_with_keeper": 3, "academy_counterattack_easy": 4, "academy_counterattack_hard": 4}
 FOOTBALL_SCENARIOS |= {"academy_corner": 11, "academy_single_goal_versus_lazy": 11}
-FOOTBALL_INSTALL = (
-    "Google Research Football (gfootball) is not installed; it compiles from source (about 10 minutes on 2 cores): "
-    "bash benchmark/install_football.sh installs the system packages (apt-get install ...) and then "
-    "pip install gfootball into this Python"
-)
 
 
 class MatrixGameVecEnv:
@@ -153,7 +148,9 @@ class MatrixGameVecEnv:
     the observations and the state are a constant 1.
     """
 
-    def __init__(self, num_envs: int):
+    def __init__(self, num_envs: int, render_mode=None):
+        if render_mode is not None:
+            raise ValueError("--capture-video: matrix-game has nothing to render; record an MPE or football env")
         self.num_envs, self.n_agents = num_envs, 2
         self.obs_dims, self.act_dims, self.state_dim = [1, 1], [3, 3], 1
         self.obs_dim, self.act_dim = 1, 3
@@ -179,86 +176,6 @@ class MatrixGameVecEnv:
         pass
 
 
-class FootballParallelEnv:
-    """One gfootball academy scenario behind the pettingzoo ParallelEnv calls MultiAgentVecEnv makes.
-
-    Each controlled player observes its Simple115 vector. The global state is the paper's (Appendix H.2.4) and the
-    official wrapper's: the components all players' Simple115 vectors share, plus the concatenation of the
-    agent-specific part (the one-hot of the player the vector belongs to). Dense rewards (scoring plus checkpoints).
-    An episode ends on a goal, a lost ball (possession change or out of play, as the scenario defines) or the
-    scenario's time limit; only the time limit is a truncation.
-    """
-
-    ACTIVE_PLAYER = slice(97, 108)  # Simple115v2: the one-hot of the player this vector is for
-
-    def __init__(self, scenario: str, render_mode: Optional[str] = None):
-        import gfootball.env as football_env
-
-        self.possible_agents = [f"player_{i}" for i in range(FOOTBALL_SCENARIOS[scenario])]
-        self.env = football_env.create_environment(
-            env_name=scenario,
-            representation="simple115v2",
-            rewards="scoring,checkpoints",
-            number_of_left_players_agent_controls=len(self.possible_agents),
-            stacked=False,
-            render=render_mode is not None,
-            write_goal_dumps=False,
-            write_full_episode_dumps=False,
-        )
-        self.n_actions = int(np.ravel(getattr(self.env.action_space, "nvec", getattr(self.env.action_space, "n", 19)))[0])
-        self.obs = np.zeros((len(self.possible_agents), 115), np.float32)
-        self.episode_score = 0.0
-
-    def action_space(self, agent):
-        import gymnasium as gym
-
-        return gym.spaces.Discrete(self.n_actions)
-
-    def observation_space(self, agent):
-        import gymnasium as gym
-
-        return gym.spaces.Box(-np.inf, np.inf, (self.obs.shape[1],), np.float32)
-
-    def state(self) -> np.ndarray:  # [115 - 11 + 11 * N]
-        common = np.concatenate([self.obs[0, : self.ACTIVE_PLAYER.start], self.obs[0, self.ACTIVE_PLAYER.stop :]])
-        return np.concatenate([common, self.obs[:, self.ACTIVE_PLAYER].ravel()])
-
-    def _agent_dict(self, values):
-        return {agent: values[i] for i, agent in enumerate(self.possible_agents)}
-
-    def reset(self, seed: Optional[int] = None):
-        # gfootball draws each episode's engine seed from Python's `random` (seeded by the script), so `seed` is not used
-        self.obs = np.asarray(self.env.reset(), np.float32).reshape(len(self.possible_agents), -1)
-        self.episode_score = 0.0
-        return self._agent_dict(self.obs), {}
-
-    def step(self, actions: dict):
-        obs, reward, done, info = self.env.step([int(actions[agent]) for agent in self.possible_agents])
-        self.obs = np.asarray(obs, np.float32).reshape(len(self.possible_agents), -1)
-        self.episode_score += float(info.get("score_reward", 0.0))
-        # gfootball pays each controlled player its own reward: the same scoring reward, but a checkpoint only to the
-        # player who carries the ball there. The team reward is the first player's, as in the official wrapper.
-        rewards = self._agent_dict(np.broadcast_to(np.asarray(reward, np.float32).ravel(), (len(self.possible_agents),)))
-        # gfootball's `done` does not tell the time limit from a goal or a lost ball; its steps_left does. The official
-        # wrapper never marks a time-out (no bad_transition), so it terminates there too; here a time-out bootstraps.
-        timed_out = bool(done) and self.env.unwrapped.observation()[0]["steps_left"] == 0
-        infos = self._agent_dict([{"episode_score": self.episode_score}] * len(self.possible_agents))
-        terminated = self._agent_dict([bool(done) and not timed_out] * len(self.possible_agents))
-        return (
-            self._agent_dict(self.obs),
-            rewards,
-            terminated,
-            self._agent_dict([timed_out] * len(self.possible_agents)),
-            infos,
-        )
-
-    def render(self):
-        return self.env.render(mode="rgb_array")
-
-    def close(self):
-        self.env.close()
-
-
 def make_pettingzoo_env(env_id: str, render_mode: Optional[str] = None):
     """One pettingzoo ParallelEnv (or the football adapter) for `env_id`; raises ValueError naming the valid ids."""
     if env_id in MPE_TASKS:
@@ -267,11 +184,9 @@ def make_pettingzoo_env(env_id: str, render_mode: Optional[str] = None):
         module = importlib.import_module(f"mpe2.{env_id}")
         return module.parallel_env(continuous_actions=False, max_cycles=MPE_EPISODE_STEPS, render_mode=render_mode)
     if env_id in FOOTBALL_SCENARIOS:
-        try:
-            import gfootball.env  # noqa: F401
-        except ImportError:
-            raise ValueError(FOOTBALL_INSTALL) from None
-        return FootballParallelEnv(env_id, render_mode)
+        from hasac_utils.envs.football import FootballParallelEnv  # gfootball is optional: imported only when chosen
+
+        return FootballParallelEnv(env_id, FOOTBALL_SCENARIOS[env_id], render_mode)
     raise ValueError(f"unknown env id {env_id!r}; valid: {', '.join((MATRIX_GAME,) + MPE_TASKS + tuple(FOOTBALL_SCENARIOS))}")
 
 
@@ -342,8 +257,15 @@ class MultiAgentVecEnv:
 
 def make_env(args: Args, num_envs: int, render_mode=None):
     if args.env_id == MATRIX_GAME:
-        return MatrixGameVecEnv(num_envs)
-    return MultiAgentVecEnv(args.env_id, num_envs, render_mode)
+        envs = MatrixGameVecEnv(num_envs, render_mode)
+    else:
+        envs = MultiAgentVecEnv(args.env_id, num_envs, render_mode)
+    if args.share_param and (len(set(envs.obs_dims)) > 1 or len(set(envs.act_dims)) > 1):
+        raise ValueError(
+            f"--share-param needs equal agent spaces; {args.env_id} has obs dims {envs.obs_dims} "
+            f"and action dims {envs.act_dims}"
+        )
+    return envs
 
 
 def random_available_actions(avail: np.ndarray) -> np.ndarray:
@@ -722,6 +644,24 @@ def build_learner(envs: MultiAgentVecEnv, args: Args, device: torch.device) -> L
     )
 
 
+def replay_row(obs: np.ndarray, state: np.ndarray) -> np.ndarray:
+    """What the replay buffer stores of a step: obs [E, N, obs_dim] and state [E, S] -> [E, N * obs_dim + S]."""
+    return np.concatenate([obs.reshape(len(obs), -1), state], 1)
+
+
+def sample_batch(rb, batch_size: int, envs: MultiAgentVecEnv) -> Batch:
+    """A uniform sample of n-step transitions from the replay buffer, unpacked from `replay_row`s into a Batch."""
+    data = rb.sample(batch_size)
+    stored_obs_dim = data.observations.shape[1] - envs.state_dim
+
+    def unpack(rows: torch.Tensor):  # [B, stored_obs_dim + S] -> obs [B, N, obs_dim], state [B, S]
+        return rows[:, :stored_obs_dim].view(-1, envs.n_agents, envs.obs_dim), rows[:, stored_obs_dim:]
+
+    (obs, state), (next_obs, next_state) = unpack(data.observations), unpack(data.next_observations)
+    actions = data.actions.view(-1, envs.n_agents, envs.act_dim)
+    return Batch(obs, state, actions, data.rewards, next_obs, next_state, data.dones, data.discounts)
+
+
 def transition_to_store(next_obs, next_state, terminations, truncations, infos):
     """What the replay buffer stores for one vector step: the true final observation and state where an episode ended
     (the env has already reset), done = terminated or truncated, and the time-out flag that makes a truncation bootstrap."""
@@ -752,23 +692,22 @@ def matrix_policies(learner: Learner) -> np.ndarray:
     return F.softmax(masked_logits(obs, weights, learner.action_mask), -1)[:, 0].cpu().numpy()
 
 
-@contextlib.contextmanager
-def training_rng_preserved():
-    """Evaluation must not change training: env libraries may seed the global generators when an env is reset with a
-    seed (VMAS calls torch.manual_seed), and the run's random stream must not depend on when or whether it evaluates."""
-    python_state, numpy_state = random.getstate(), np.random.get_state()
-    try:
-        with torch.random.fork_rng(devices=range(torch.cuda.device_count()) if torch.cuda.is_initialized() else []):
-            yield
-    finally:
-        random.setstate(python_state)
-        np.random.set_state(numpy_state)
+def log_matrix_policies(writer, learner: Learner, global_step: int):
+    """Each agent's policy and the joint policy's diagonal: the escape from (A, A) toward (C, C) of Figure 3a."""
+    policies = matrix_policies(learner)
+    for k, a in enumerate(MATRIX_ACTIONS):
+        writer.add_scalar(f"charts/p_{a}{a}", policies[0, k] * policies[1, k], global_step)
+        for i in range(len(policies)):
+            writer.add_scalar(f"charts/pi_{a}/agent_{i}", policies[i, k], global_step)
 
 
-def episode_shares(n_episodes: int, num_envs: int) -> np.ndarray:
-    """How many of the `n_episodes` each eval env runs: [E]. Counting whichever episodes end first instead would
-    over-represent short episodes (a MaMuJoCo fall ends one early) and bias the mean return."""
-    return n_episodes // num_envs + (np.arange(num_envs) < n_episodes % num_envs)
+def print_matrix_policies(learner: Learner):
+    """The joint policy's diagonal and each agent's policy, to hold against the QRE of Table 3."""
+    policies = matrix_policies(learner)
+    joint_policy = np.outer(policies[0], policies[1])
+    print("  joint policy: " + ", ".join(f"p_{a}{a}={joint_policy[k, k]:.3f}" for k, a in enumerate(MATRIX_ACTIONS)))
+    for i, policy in enumerate(policies):
+        print(f"  agent {i} policy: " + ", ".join(f"pi_{a}={p:.4f}" for a, p in zip(MATRIX_ACTIONS, policy)))
 
 
 @training_rng_preserved()
@@ -799,240 +738,14 @@ def evaluate(
     return [r for env_returns in returns for r in env_returns]
 
 
-def save_checkpoint(path: str, learner: Learner, args: Args, global_step: int):
-    torch.save(
-        {
-            "script": os.path.basename(__file__),
-            "args": asdict(args),
-            "global_step": global_step,
-            "actors": [actor.state_dict() for actor in learner.actors],
-            "qf": learner.qf.state_dict(),
-            "qf_target": learner.qf_target.state_dict(),
-            "log_alphas": torch.stack(learner.log_alphas).detach(),
-            # the training state that --resume restores
-            "actor_optimizers": [optimizer.state_dict() for optimizer in learner.actor_optimizers],
-            "q_optimizer": learner.q_optimizer.state_dict(),
-            "alpha_optimizers": [optimizer.state_dict() for optimizer in learner.alpha_optimizers or []],
-            "rng": (random.getstate(), np.random.get_state(), torch.get_rng_state()),
-            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None,
-        },
-        path + ".tmp",
-    )
-    os.replace(path + ".tmp", path)  # an interrupted save never leaves a truncated checkpoint
-
-
-def read_checkpoint(path: str, device: torch.device) -> dict:
-    try:
-        checkpoint = torch.load(path, map_location=device, weights_only=False)
-    except (pickle.UnpicklingError, EOFError, RuntimeError) as error:
-        raise ValueError(f"not a checkpoint ({error})") from None
-    script = checkpoint.get("script") if isinstance(checkpoint, dict) else None
-    if script != os.path.basename(__file__):
-        raise ValueError(f"not a {os.path.basename(__file__)} checkpoint (written by {script or 'an unknown program'})")
-    return checkpoint
-
-
-def load_checkpoint(path: str, device: torch.device):
-    """-> (the saved run's Args, a Learner holding its weights)."""
-    checkpoint = read_checkpoint(path, device)
-    saved_args = Args(**checkpoint["args"])
-    envs = make_env(saved_args, 1)
-    learner = build_learner(envs, saved_args, device)
-    envs.close()
-    load_weights(learner, checkpoint)
-    return saved_args, learner
-
-
-def load_weights(learner: Learner, checkpoint: dict):
-    for actor, state_dict in zip(learner.actors, checkpoint["actors"]):
-        actor.load_state_dict(state_dict)
-    learner.qf.load_state_dict(checkpoint["qf"])
-    learner.qf_target.load_state_dict(checkpoint["qf_target"])
-    with torch.no_grad():
-        for log_alpha, value in zip(learner.log_alphas, checkpoint["log_alphas"]):
-            log_alpha.copy_(value)
-
-
-# --resume continues a run under its own flags: only these may differ (a longer budget, the logging, the device)
-RESUME_MAY_CHANGE = {"resume", "total_timesteps", "save_model", "save_buffer", "eval_interval", "eval_episodes", "track"}
-RESUME_MAY_CHANGE |= {"wandb_project_name", "wandb_entity", "capture_video", "cuda", "torch_deterministic", "matmul_precision"}
-
-
-def resume_training(path: str, learner: Learner, args: Args, device: torch.device) -> int:
-    """Restores a --resume checkpoint into `learner`: weights, target, temperatures, optimisers and the global random
-    generators, so that the run continues where it stopped. -> the saved global step."""
-    checkpoint = read_checkpoint(path, device)
-    changed = [
-        name
-        for name, value in checkpoint["args"].items()
-        if name not in RESUME_MAY_CHANGE and getattr(args, name, None) != value
-    ]
-    if changed:
-        saved = ", ".join(f"--{name.replace('_', '-')} {checkpoint['args'][name]}" for name in changed)
-        raise ValueError(f"the checkpoint's run had {saved}; resume with the run's own flags")
-    if checkpoint["global_step"] >= args.total_timesteps:
-        raise ValueError(f"the checkpoint is at step {checkpoint['global_step']}: raise --total-timesteps to continue")
-    load_weights(learner, checkpoint)
-    for optimizer, state in zip(learner.actor_optimizers, checkpoint["actor_optimizers"]):
-        optimizer.load_state_dict(state)
-    learner.q_optimizer.load_state_dict(checkpoint["q_optimizer"])
-    for optimizer, state in zip(learner.alpha_optimizers or [], checkpoint["alpha_optimizers"]):
-        optimizer.load_state_dict(state)
-    random.setstate(checkpoint["rng"][0])
-    np.random.set_state(checkpoint["rng"][1])
-    torch.set_rng_state(checkpoint["rng"][2].cpu())
-    if checkpoint["cuda_rng"] is not None and args.cuda:
-        torch.cuda.set_rng_state_all([state.cpu() for state in checkpoint["cuda_rng"]])
-    return checkpoint["global_step"]
-
-
-def save_buffer(run_dir: str, rb, global_step: int):
-    torch.save({"global_step": global_step, "buffer": rb}, f"{run_dir}/replay_buffer.pt.tmp")
-    os.replace(f"{run_dir}/replay_buffer.pt.tmp", f"{run_dir}/replay_buffer.pt")
-
-
-def load_buffer(run_dir: str, global_step: int, device: torch.device):
-    """The replay buffer saved with the checkpoint at `global_step`, or None (none saved, or saved at another step).
-
-    The resumed envs start new episodes, so each env's last stored transition becomes a truncation: its n-step returns
-    stop there and bootstrap from its true next state, instead of running on into the next episode's rewards."""
-    if not os.path.isfile(f"{run_dir}/replay_buffer.pt"):
-        return None
-    saved = torch.load(f"{run_dir}/replay_buffer.pt", map_location=device, weights_only=False)
-    if saved["global_step"] != global_step:
-        return None
-    rb = saved["buffer"]
-    last = rb.pos - 1  # the row of each env's newest transition
-    rb.timeouts[last] = np.logical_or(rb.timeouts[last], 1 - rb.dones[last])
-    rb.device = device  # it samples onto the device it was saved with otherwise
-    return rb
-
-
-def check_rendering(args: Args):
-    """--capture-video renders one frame at the start: without a working renderer (football needs OpenGL) the run ends
-    here rather than at its first evaluation, hours in."""
-    if args.env_id == MATRIX_GAME:
-        raise ValueError("--capture-video: matrix-game has nothing to render; record an MPE or football env")
-    envs = make_env(args, 1, "rgb_array")
-    try:
-        envs.reset(seed=args.seed)
-        envs.envs[0].render()
-    except Exception as error:  # each renderer fails in its own way
-        raise ValueError(f"rendering failed ({error})") from None
-    finally:
-        envs.close()
-
-
-def check_args(args: Args):
-    """Bad flag combinations end the run with one line naming what is valid."""
-    positive = ("total_timesteps", "num_envs", "buffer_size", "batch_size", "train_interval", "gradient_steps", "n_step")
-    for name in positive + ("hidden_dim", "eval_interval", "eval_episodes"):
-        if getattr(args, name) <= 0:
-            raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    if not 0 < args.tau <= 1:
-        raise ValueError(f"--tau must be in (0, 1], got {args.tau}")
-    if not 0 <= args.gamma <= 1:
-        raise ValueError(f"--gamma must be in [0, 1], got {args.gamma}")
-    for name in ("policy_lr", "q_lr", "alpha_lr"):
-        if not 0 <= getattr(args, name) < math.inf:
-            raise ValueError(f"--{name.replace('_', '-')} must be a finite number >= 0, got {getattr(args, name)}")
-    if not 0 < args.alpha < math.inf:
-        raise ValueError(f"--alpha must be positive and finite (the initial value with --autotune), got {args.alpha}")
-    if not args.exp_name or os.sep in args.exp_name:
-        raise ValueError(f"--exp-name names the run and its checkpoint file: no {os.sep!r}, got {args.exp_name!r}")
-    if args.buffer_size // args.num_envs <= args.n_step:
-        raise ValueError("--buffer-size / --num-envs must exceed --n-step")
-    if args.buffer_size < args.batch_size:
-        raise ValueError(f"--buffer-size ({args.buffer_size}) must be at least --batch-size ({args.batch_size})")
-    if args.eval_checkpoint is None and args.total_timesteps % args.num_envs:
-        lower = args.total_timesteps // args.num_envs * args.num_envs
-        raise ValueError(
-            f"--total-timesteps must be a multiple of --num-envs {args.num_envs}: "
-            f"{lower or args.num_envs} or {lower + args.num_envs}"
-        )
-    if args.eval_checkpoint is None and args.total_timesteps <= args.learning_starts:
-        raise ValueError(
-            f"--total-timesteps ({args.total_timesteps}) must exceed --learning-starts ({args.learning_starts}), "
-            "or nothing is trained"
-        )
-    if args.resume is not None and (args.eval_checkpoint is not None or not os.path.isfile(args.resume)):
-        raise ValueError(f"--resume {args.resume!r} is not a file" if args.eval_checkpoint is None else "--resume trains")
-    if args.save_buffer and not (args.save_model or args.resume):
-        raise ValueError("--save-buffer writes the buffer beside the checkpoint: add --save-model")
-    if args.cuda and not torch.cuda.is_available():
-        raise ValueError("--cuda was given but torch.cuda.is_available() is False; drop --cuda to train on the CPU")
-    if args.capture_video:
-        try:
-            import moviepy  # noqa: F401  (gymnasium's save_video needs it; check before any long work)
-        except ImportError:
-            raise ValueError("--capture-video needs moviepy: pip install moviepy") from None
-    if args.track:
-        try:
-            import wandb  # noqa: F401
-        except ImportError:
-            raise ValueError("--track needs wandb: pip install wandb") from None
-
-
-def parse_args(argv: list) -> Args:
-    """The command line over the defaults of the env it names: with --env-id matrix-game, MATRIX_GAME_DEFAULTS stand in
-    for the common defaults, so a flag given in any spelling tyro accepts wins, and --help lists the defaults that apply."""
-    env_id = tyro.cli(Args, args=[arg for arg in argv if arg not in ("-h", "--help")]).env_id
-    return tyro.cli(
-        Args, args=argv, default=Args(env_id=MATRIX_GAME, **MATRIX_GAME_DEFAULTS) if env_id == MATRIX_GAME else Args()
-    )
-
-
-def make_run_dir(run_name: str) -> str:
-    """Creates runs/{run_name} and returns the name. A run started in the same second with the same env and seed gets
-    a suffix (_2, _3, ...) instead of mixing its logs and checkpoint into the other's folder."""
-    for name in itertools.chain([run_name], (f"{run_name}_{k}" for k in itertools.count(2))):
-        with contextlib.suppress(FileExistsError):
-            os.makedirs(f"runs/{name}")
-            return name
-
-
-def progress_line(global_step: int, total_timesteps: int, recent_sps: float, recent_returns, warming_up: bool) -> str:
-    """How far along the run is, how fast it went lately, how well it does, and how long it still needs."""
-    seconds_left = int((total_timesteps - global_step) / max(recent_sps, 1e-9))
-    hours, minutes = divmod(seconds_left // 60, 60)
-    left = f"~{hours}h{minutes:02d}m" if hours else f"~{minutes}m{seconds_left % 60:02d}s"
-    if warming_up:  # no update yet: the warm-up runs far faster than training, so its speed tells nothing
-        left = "unknown until training starts"
-    returns = f"{np.mean(recent_returns):.2f}" if recent_returns else "n/a"
-    return (
-        f"global_step={global_step}/{total_timesteps} ({100 * global_step / total_timesteps:.1f}%), SPS={recent_sps:.0f}, "
-        f"recent episodic_return={returns}, time left {left}"
-    )
-
-
-def render_video(frames: list, video_dir: str, fps: int):
-    from gymnasium.utils.save_video import save_video
-
-    save_video(frames, video_dir, fps=fps, name_prefix="eval")
-    print(f"video written to {video_dir}/")
-
-
 if __name__ == "__main__":
-    args = parse_args(sys.argv[1:])
-    try:
-        check_args(args)
-        device = torch.device("cuda" if args.cuda else "cpu")
-        if args.eval_checkpoint is None:
+    args = parse_args(Args, __file__, env_defaults={MATRIX_GAME: MATRIX_GAME_DEFAULTS})
+    device = torch.device("cuda" if args.cuda else "cpu")
+    if args.eval_checkpoint is None:
+        with one_line_errors():  # a bad env id or --share-param ends the run here, before anything is written
             envs = make_env(args, args.num_envs)
-            if args.share_param and (len(set(envs.obs_dims)) > 1 or len(set(envs.act_dims)) > 1):
-                raise ValueError(
-                    f"--share-param needs equal agent spaces; {args.env_id} has obs dims {envs.obs_dims} "
-                    f"and action dims {envs.act_dims}"
-                )
             if args.capture_video:
-                check_rendering(args)
-        if not 0 <= args.target_entropy_scale <= 1:
-            raise ValueError(
-                "--target-entropy-scale must be in [0, 1] (a fraction of the maximum entropy), "
-                f"got {args.target_entropy_scale}"
-            )
-    except ValueError as error:
-        raise SystemExit(f"error: {error}") from None
+                check_rendering(make_env, args, hint=None)  # MuJoCo's OpenGL hint does not apply to these envs
 
     # TRY NOT TO MODIFY: seeding
     random.seed(args.seed)
@@ -1041,48 +754,33 @@ if __name__ == "__main__":
     torch.backends.cudnn.deterministic = args.torch_deterministic
     torch.set_float32_matmul_precision(args.matmul_precision)
 
-    if args.eval_checkpoint is not None:
-        try:
-            saved_args, learner = load_checkpoint(args.eval_checkpoint, device)
-        except (OSError, KeyError, TypeError, RuntimeError, ValueError) as error:
-            raise SystemExit(f"error: cannot load checkpoint {args.eval_checkpoint!r}: {error}") from None
-        try:
+    if args.eval_checkpoint is not None:  # evaluate (and with --capture-video, record) a saved run, then stop
+        with one_line_errors(f"cannot load checkpoint {args.eval_checkpoint!r}: "):
+            saved_args, learner = load_learner(
+                args.eval_checkpoint, __file__, Args, lambda a: build_learner(make_env(a, 1), a, device)
+            )
+        with one_line_errors():
             if args.capture_video:
-                check_rendering(saved_args)
-        except ValueError as error:
-            raise SystemExit(f"error: {error}") from None
+                check_rendering(make_env, saved_args, hint=None)
         eval_envs = make_env(
             saved_args, min(args.eval_episodes, saved_args.num_envs), "rgb_array" if args.capture_video else None
         )
         frames = [] if args.capture_video else None
         wins = [] if saved_args.env_id in FOOTBALL_SCENARIOS else None
         returns = evaluate(learner, eval_envs, args.eval_episodes, args.seed, device, frames, wins)
+        mean, std = np.mean(returns), np.std(returns)
         score_rate = f", eval/score_rate {np.mean(wins):.3f}" if wins is not None else ""
-        print(
-            f"{saved_args.env_id}: eval/episodic_return {np.mean(returns):.2f} +- {np.std(returns):.2f}{score_rate} "
-            f"over {len(returns)} episodes"
-        )
+        print(f"{saved_args.env_id}: eval/episodic_return {mean:.2f} +- {std:.2f}{score_rate} over {len(returns)} episodes")
         if frames:
-            render_video(frames, f"videos/{os.path.basename(os.path.dirname(os.path.abspath(args.eval_checkpoint)))}", fps=30)
+            render_video(frames, f"videos/{os.path.basename(os.path.dirname(os.path.abspath(args.eval_checkpoint)))}")
         sys.exit(0)
 
-    # ALGO LOGIC: the learner, the replay memory and the evaluation envs
+    # ALGO LOGIC: the learner, the replay memory (n-step returns, time limits: stable-baselines3's) and the eval envs
     learner = build_learner(envs, args, device)
-    n_agents, obs_dim, act_dim = envs.n_agents, envs.obs_dim, envs.act_dim
-    stored_obs_dim = n_agents * obs_dim
-
-    def pack(obs: np.ndarray, state: np.ndarray) -> np.ndarray:  # -> [E, stored_obs_dim + S]
-        return np.concatenate([obs.reshape(len(obs), -1), state], 1)
-
-    def unpack(flat: torch.Tensor):  # [B, stored_obs_dim + S] -> obs [B, N, obs_dim], state [B, S]
-        return flat[:, :stored_obs_dim].view(-1, n_agents, obs_dim), flat[:, stored_obs_dim:]
-
-    import gymnasium as gym
-    from stable_baselines3.common.buffers import NStepReplayBuffer  # n-step returns, time limits and the write head
-
+    n_agents, act_dim = envs.n_agents, envs.act_dim
     rb = NStepReplayBuffer(
         args.buffer_size,
-        gym.spaces.Box(-np.inf, np.inf, (stored_obs_dim + envs.state_dim,), np.float32),
+        gym.spaces.Box(-np.inf, np.inf, (n_agents * envs.obs_dim + envs.state_dim,), np.float32),  # replay_row's width
         gym.spaces.Box(0.0, 1.0, (n_agents * act_dim,), np.float32),  # one-hot joint actions: the critic's input as is
         device,
         n_envs=args.num_envs,
@@ -1092,98 +790,20 @@ if __name__ == "__main__":
     )
     eval_envs = make_env(args, min(args.eval_episodes, args.num_envs), "rgb_array" if args.capture_video else None)
 
-    # the run dir comes last, so that a failure while building the above leaves nothing under runs/
-    if args.resume:  # the same run dir: its logs continue in the same curves
-        run_dir, args.save_model = os.path.dirname(os.path.abspath(args.resume)), True
-    else:
-        run_dir = "runs/" + make_run_dir(f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}")
-    run_name = os.path.basename(run_dir)
-    model_path = f"{run_dir}/{args.exp_name}.cleanrl_model"
-
-    def run_evaluation(global_step: int):
-        frames = [] if args.capture_video else None
-        wins = [] if args.env_id in FOOTBALL_SCENARIOS else None
-        returns = evaluate(learner, eval_envs, args.eval_episodes, args.seed + 10_000, device, frames, wins)
-        writer.add_scalar("eval/episodic_return", np.mean(returns), global_step)
-        print(f"global_step={global_step}, eval/episodic_return={np.mean(returns):.2f}")
-        if wins is not None:
-            writer.add_scalar("eval/score_rate", np.mean(wins), global_step)
-            print(f"global_step={global_step}, eval/score_rate={np.mean(wins):.3f}")
-        if args.env_id == MATRIX_GAME:  # the escape from (A, A) toward (C, C), Figure 3a; the QRE of Table 3
-            policies = matrix_policies(learner)
-            joint_policy = np.outer(policies[0], policies[1])
-            print("  joint policy: " + ", ".join(f"p_{a}{a}={joint_policy[k, k]:.3f}" for k, a in enumerate(MATRIX_ACTIONS)))
-            for i, policy in enumerate(policies):
-                print(f"  agent {i} policy: " + ", ".join(f"pi_{a}={p:.4f}" for a, p in zip(MATRIX_ACTIONS, policy)))
-        if frames:
-            render_video(frames, f"videos/{run_name}/step_{global_step}", fps=30)
-        if args.save_model:
-            save_checkpoint(model_path, learner, args, global_step)
-
-    # Ctrl-C and SIGTERM (a scheduler's stop) end the run after the current iteration, so that the checkpoint holds a
-    # whole update; a second Ctrl-C stops at once. A repeated SIGTERM only asks again: a process group's SIGTERM and
-    # benchmark/run.py's copy of it are one request.
-    stop_signals = []
-
-    def request_stop(signum, frame):
-        stop_signals.append(signum)
-        if stop_signals.count(signal.SIGINT) > 1:
-            raise KeyboardInterrupt
-
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
-
-    # TRY NOT TO MODIFY: start the game, or continue it (--resume): after the reset, which may seed the generators
+    # TRY NOT TO MODIFY: start the game, or continue it (--resume restores the step, the learner, the generators and the
+    # buffer: after the reset, which may seed the generators)
     obs, state, avail = envs.reset(seed=args.seed)
-    global_step, learning_starts = 0, args.learning_starts
-    if args.resume:
-        try:
-            global_step = resume_training(args.resume, learner, args, device)
-        except (OSError, KeyError, TypeError, RuntimeError, ValueError) as error:
-            raise SystemExit(f"error: cannot resume from {args.resume!r}: {error}") from None
-        saved_rb = load_buffer(run_dir, global_step, device)
-        if saved_rb is None:  # no buffer of this step: a fresh warm-up refills it, acting with the restored policies
-            learning_starts = global_step + args.learning_starts
-            if learning_starts >= args.total_timesteps:
-                print(f"warning: without its buffer the run warms up again to step {learning_starts}, so it will not train")
-        rb = rb if saved_rb is None else saved_rb
-        print(f"resumed at global_step={global_step} in {run_dir}, {'without' if saved_rb is None else 'with'} its buffer")
-    if args.track:  # after --resume read its checkpoint (a bad one leaves the wandb run alone), before the writer
-        import wandb
-
-        wandb.init(
-            project=args.wandb_project_name,
-            entity=args.wandb_entity,
-            sync_tensorboard=True,
-            config=vars(args),
-            name=run_name,
-            id=run_name,  # with resume="allow", a --resume run (the same run dir) continues the same wandb run
-            resume="allow",
-            save_code=True,
-        )
-    from torch.utils.tensorboard import SummaryWriter
-
-    # a resumed run's curves continue: purge_step drops what a killed run logged after its checkpoint
-    writer = SummaryWriter(run_dir, purge_step=global_step + 1 if args.resume else None)
-    writer.add_text(
-        "hyperparameters", "|param|value|\n|-|-|\n%s" % ("\n".join([f"|{key}|{value}|" for key, value in vars(args).items()]))
-    )
-    start_time, start_step = time.time(), global_step
+    run = start_run(args, __file__, learner, rb, device)
+    rb, global_step = run.rb, run.global_step
     episode_return, episode_length = np.zeros(args.num_envs), np.zeros(args.num_envs, dtype=int)
-    last_eval, metrics, exit_status = global_step, None, 0
-    recent_returns, progress_step, progress_time = collections.deque(maxlen=args.num_envs), global_step, start_time
-    progress_interval = max(args.num_envs, min(10_000, args.total_timesteps // 10))  # env steps between progress lines
-    try:
+    with run.graceful_stop():
         for iteration in range(global_step // args.num_envs + 1, args.total_timesteps // args.num_envs + 1):
             # ALGO LOGIC: put action logic here
             if global_step < args.learning_starts:
                 actions = random_available_actions(avail)
             else:
-                actions = (
-                    act(learner, torch.as_tensor(obs, device=device), avail=torch.as_tensor(avail, device=device))
-                    .cpu()
-                    .numpy()
-                )
+                obs_t, avail_t = torch.as_tensor(obs, device=device), torch.as_tensor(avail, device=device)
+                actions = act(learner, obs_t, avail=avail_t).cpu().numpy()
 
             # TRY NOT TO MODIFY: execute the game and log data.
             next_obs, next_state, next_avail, rewards, terminations, truncations, infos = envs.step(actions)
@@ -1191,93 +811,42 @@ if __name__ == "__main__":
             episode_return += rewards
             episode_length += 1
             done = terminations | truncations
-            if done.any():
-                writer.add_scalar("charts/episodic_return", episode_return[done].mean(), global_step)
-                writer.add_scalar("charts/episodic_length", episode_length[done].mean(), global_step)
-                recent_returns.extend(episode_return[done])
-                episode_return[done], episode_length[done] = 0.0, 0
-            if infos["scored"]:
-                writer.add_scalar("charts/score_rate", np.mean(list(infos["scored"].values())), global_step)
+            run.log_episodes(global_step, episode_return[done], episode_length[done])
+            episode_return[done], episode_length[done] = 0.0, 0
+            if infos["scored"]:  # football: the paper's winning rate, of the episodes that ended here
+                run.writer.add_scalar("charts/score_rate", np.mean(list(infos["scored"].values())), global_step)
 
             # TRY NOT TO MODIFY: save data to replay buffer; the true final observation where an episode ended
             real_next_obs, real_next_state, dones, timeouts = transition_to_store(
                 next_obs, next_state, terminations, truncations, infos
             )
-            rb.add(
-                pack(obs, state),
-                pack(real_next_obs, real_next_state),
-                actions.reshape(args.num_envs, -1),
-                rewards,
-                dones,
-                timeouts,
-            )
+            flat_actions = actions.reshape(args.num_envs, -1)
+            real_next_rows = replay_row(real_next_obs, real_next_state)
+            rb.add(replay_row(obs, state), real_next_rows, flat_actions, rewards, dones, timeouts)
             obs, state, avail = next_obs, next_state, next_avail
-
-            # TRY NOT TO MODIFY: progress, before the training phase: training's own speed window starts after this line
-            if global_step // progress_interval > (global_step - args.num_envs) // progress_interval:
-                now = time.time()
-                recent_sps = (global_step - progress_step) / (now - progress_time)
-                print(progress_line(global_step, args.total_timesteps, recent_sps, recent_returns, metrics is None))
-                writer.add_scalar("charts/SPS", int((global_step - start_step) / (now - start_time)), global_step)
-                progress_step, progress_time = global_step, now
+            run.progress(global_step)  # before training: training's own speed window starts after this line
 
             # ALGO LOGIC: training.
-            if global_step > learning_starts and iteration % args.train_interval == 0:
-                if metrics is None:
-                    print(f"global_step={global_step}, warm-up done: training starts")
-                    progress_step, progress_time = global_step, time.time()  # time left: from training alone
+            if global_step > run.learning_starts and iteration % args.train_interval == 0:
                 for _ in range(args.gradient_steps):
-                    data = rb.sample(args.batch_size)
-                    (obs_b, state_b), (next_obs_b, next_state_b) = unpack(data.observations), unpack(data.next_observations)
-                    actions_b = data.actions.view(-1, n_agents, act_dim)
-                    batch = Batch(
-                        obs_b, state_b, actions_b, data.rewards, next_obs_b, next_state_b, data.dones, data.discounts
-                    )
+                    batch = sample_batch(rb, args.batch_size, envs)
                     agent_order = np.arange(n_agents) if args.fixed_order else np.random.permutation(n_agents)
                     metrics = hasac_update(learner, batch, agent_order, args.tau)
-                    for name in ("qf1_loss", "qf2_loss", "actor_loss", "alpha_loss"):
-                        if metrics[name] is not None and not torch.isfinite(metrics[name]):
-                            raise FloatingPointError(
-                                f"losses/{name} is {metrics[name].item()} at global_step={global_step}; "
-                                "stopping instead of training on it (try lower learning rates)"
-                            )
+                run.log_losses(metrics, global_step)
+                if args.env_id == MATRIX_GAME:
+                    log_matrix_policies(run.writer, learner, global_step)
 
-                for name in ("qf1_values", "qf1_loss", "qf2_loss", "actor_loss", "entropy", "alpha_loss"):
-                    if metrics[name] is not None:  # alpha_loss: None with a fixed temperature
-                        writer.add_scalar(f"losses/{name}", metrics[name].item(), global_step)
-                writer.add_scalar("losses/alpha", metrics["alphas"].mean().item(), global_step)
-                for i, alpha in enumerate(metrics["alphas"].tolist()):
-                    writer.add_scalar(f"losses/alpha/agent_{i}", alpha, global_step)
-                if args.env_id == MATRIX_GAME:  # the escape from (A, A) toward (C, C), Figure 3a; the QRE of Table 3
-                    policies = matrix_policies(learner)
-                    for k, a in enumerate(MATRIX_ACTIONS):
-                        writer.add_scalar(f"charts/p_{a}{a}", policies[0, k] * policies[1, k], global_step)
-                        for i in range(n_agents):
-                            writer.add_scalar(f"charts/pi_{a}/agent_{i}", policies[i, k], global_step)
-
-            if global_step // args.eval_interval > last_eval // args.eval_interval:
-                run_evaluation(global_step)
-                last_eval = global_step
-            if stop_signals:
-                raise KeyboardInterrupt
-        if last_eval != global_step:
-            run_evaluation(global_step)
-    except KeyboardInterrupt:
-        print(f"interrupted at global_step={global_step}")
-        exit_status = 128 + stop_signals[0]  # 130 / 143, as a shell reports it: a sweep tells it from a finished run
-    except FloatingPointError as error:
-        raise SystemExit(f"error: {error}") from None
-    finally:  # the run has stopped: a further Ctrl-C or SIGTERM no longer cuts its closing and its saves short
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        envs.close()
-        eval_envs.close()
-        writer.close()
-    if args.save_model:
-        save_checkpoint(model_path, learner, args, global_step)
-        print(f"model saved; evaluate it with: python {os.path.basename(__file__)} --eval-checkpoint {model_path}")
-        if args.save_buffer:
-            print(f"writing the replay buffer to {run_dir}/replay_buffer.pt")
-            save_buffer(run_dir, rb, global_step)
-        print(f"continue it with: python {os.path.basename(__file__)} [the same flags] --resume {model_path}")
-    sys.exit(exit_status)
+            if run.evaluation_due(global_step):
+                frames = [] if args.capture_video else None
+                wins = [] if args.env_id in FOOTBALL_SCENARIOS else None
+                returns = evaluate(learner, eval_envs, args.eval_episodes, args.seed + 10_000, device, frames, wins)
+                rates = {} if wins is None else {"score_rate": np.mean(wins)}
+                run.log_evaluation(global_step, returns, frames, **rates)
+                if args.env_id == MATRIX_GAME:
+                    print_matrix_policies(learner)
+                run.save(global_step)
+            if run.stop_requested:
+                break
+    envs.close()
+    eval_envs.close()
+    run.finish(global_step)

@@ -11,30 +11,30 @@ critic state (FP), Huber loss and value normalisation, and the win rate.
 
     python hasac_smac.py --env-id 3m  # SMAX: pip install jaxmarl (requirements.txt)
     python hasac_smac.py --env-id 3s5z --gamma 0.99 --n-step 20  # benchmark/hasac_smac.sh has every map's settings
-    python hasac_smac.py --env-id MMM2 --backend sc2  # real StarCraft II: see SC2_INSTALL
+    python hasac_smac.py --env-id MMM2 --backend sc2  # real StarCraft II: see hasac_utils/envs/starcraft2.py
 """
 
-import collections
 import contextlib
 import functools
 import io
-import itertools
 import math
 import os
-import pickle
 import random
-import signal
 import sys
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Literal, NamedTuple, Optional
 
+import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import torch.optim as optim
-import tyro
+from stable_baselines3.common.buffers import NStepReplayBuffer
+
+from hasac_utils.checkpoints import load_learner
+from hasac_utils.evaluation import episode_shares, training_rng_preserved
+from hasac_utils.runs import one_line_errors, parse_args, start_run
 
 
 @dataclass
@@ -146,14 +146,6 @@ SC2_MAPS = tuple(
     ).split()
 )
 BACKENDS = {"smax": SMAX_MAPS, "sc2": SC2_MAPS}
-SC2_INSTALL = (
-    "the sc2 backend needs SMAC and StarCraft II: pip install git+https://github.com/oxwhirl/smac.git "
-    "(the PyPI package named `smac` is an unrelated optimiser), StarCraft II (Linux: "
-    "https://github.com/Blizzard/s2client-proto#downloads, unzipped to ~/StarCraftII or $SC2PATH) and the SMAC maps "
-    "(https://github.com/oxwhirl/smac/releases/download/v0.1-beta1/SMAC_Maps.zip, into $SC2PATH/Maps/SMAC_Maps)"
-)
-# SMAC's shaped reward (damage, kills, win bonus) scaled so that the largest episode return, a won battle, is 20
-SC2_REWARD_SCALE_RATE = 20
 
 
 @functools.lru_cache(maxsize=None)
@@ -283,79 +275,6 @@ class SMAXVecEnv:
         pass
 
 
-class StarCraft2VecEnv:
-    """`num_envs` real SMAC battles (oxwhirl/smac's StarCraft2Env, one StarCraft II process each) stepped in turn.
-
-    SMAC's default shaped reward, scaled so a won battle returns 20 (SC2_REWARD_SCALE_RATE). SMAC
-    reports its episode limit as `terminated`; here that is a truncation. SMAC says so in
-    info["episode_limit"] only when built with continuing_episode=True (not its default), so this
-    adapter reads the env's time-out counter instead (`timeouts`, which SMAC's step raises exactly
-    when the limit ends an episode whose battle is not over), whatever the flags. Dead units can
-    only take no-op (action 0).
-    """
-
-    def __init__(self, map_name: str, num_envs: int):
-        try:
-            from smac.env import StarCraft2Env
-        except ImportError:
-            raise ValueError(SC2_INSTALL) from None
-        scale = dict(reward_scale=True, reward_scale_rate=SC2_REWARD_SCALE_RATE)
-        self.envs = [StarCraft2Env(map_name=map_name, **scale) for _ in range(num_envs)]
-        env_info = self.envs[0].get_env_info()
-        self.num_envs, self.n_agents = num_envs, env_info["n_agents"]
-        self.obs_dim, self.act_dim, self.state_dim = env_info["obs_shape"], env_info["n_actions"], env_info["state_shape"]
-        self.obs_dims, self.act_dims = [self.obs_dim] * self.n_agents, [self.act_dim] * self.n_agents
-        self.action_mask = np.ones((self.n_agents, self.act_dim), bool)  # [N, act_dim]
-        own_size = self.envs[0].get_obs_own_feats_size()  # SMAC's observation ends with the unit's own features
-        self.own_features = slice(self.obs_dim - own_size, self.obs_dim)
-        self.episode_limit = env_info["episode_limit"]
-        self.reset()  # StarCraft II launches on the first reset: a missing or broken install fails here, before any run starts
-
-    def _observe(self, env):  # -> obs [N, obs_dim], state [S], avail [N, act_dim] bool, alive [N] bool
-        alive = [env.get_unit_by_id(i).health > 0 for i in range(self.n_agents)]
-        return (
-            np.asarray(env.get_obs(), np.float32),
-            np.asarray(env.get_state(), np.float32),
-            np.asarray(env.get_avail_actions(), bool),
-            np.asarray(alive),
-        )
-
-    def reset(self, seed: Optional[int] = None):
-        # StarCraft2Env seeds its game at creation, not per reset
-        try:
-            for env in self.envs:
-                env.reset()
-        except Exception as error:  # StarCraft II missing or failing to start: a pysc2/OS error deep in the launch
-            raise ValueError(f"StarCraft II did not start ({type(error).__name__}: {error}); {SC2_INSTALL}") from None
-        observed = [self._observe(env) for env in self.envs]
-        return tuple(torch.as_tensor(np.stack(parts)) for parts in list(zip(*observed))[:3])
-
-    def step(self, actions):
-        choice = torch.as_tensor(actions).argmax(-1).numpy()  # one-hot [E, N, act_dim] -> action index [E, N]
-        reward = np.empty(self.num_envs, np.float32)
-        terminated, truncated, won = (np.zeros(self.num_envs, bool) for _ in range(3))
-        next_observed, final_observed = [], []
-        for e, env in enumerate(self.envs):
-            timeouts = env.timeouts
-            reward[e], done, env_info = env.step(choice[e].tolist())
-            truncated[e] = done and env.timeouts > timeouts
-            terminated[e] = done and not truncated[e]
-            won[e] = env_info.get("battle_won", False)
-            final_observed.append(self._observe(env))
-            if done:
-                env.reset()
-            next_observed.append(self._observe(env) if done else final_observed[-1])
-        obs, state, avail, alive = (torch.as_tensor(np.stack(parts)) for parts in zip(*next_observed))
-        final = (torch.as_tensor(np.stack(parts)) for parts in zip(*final_observed))
-        info = dict(zip(("final_obs", "final_state", "final_avail", "final_alive"), final))
-        info.update(battle_won=torch.as_tensor(won), alive=alive)
-        return obs, state, avail, torch.as_tensor(reward), torch.as_tensor(terminated), torch.as_tensor(truncated), info
-
-    def close(self):
-        for env in self.envs:
-            env.close()
-
-
 def make_env(args: Args, num_envs: int, render_mode=None):
     """The batched SMAC adapter for map --env-id on --backend; raises ValueError naming the backend's maps.
     `render_mode`: not supported here (no renderer), kept for the shared signature."""
@@ -364,8 +283,17 @@ def make_env(args: Args, num_envs: int, render_mode=None):
         hint = "; SMAX lacks it: try --backend sc2" if backend == "smax" and env_id in SC2_MAPS else ""
         raise ValueError(f"unknown map {env_id!r} for the {backend} backend; valid: {', '.join(BACKENDS[backend])}{hint}")
     if backend == "sc2":
-        return StarCraft2VecEnv(env_id, num_envs)
-    return SMAXVecEnv(env_id, num_envs)
+        from hasac_utils.envs.starcraft2 import StarCraft2VecEnv  # optional: SMAC and StarCraft II install apart
+
+        envs = StarCraft2VecEnv(env_id, num_envs)
+    else:
+        envs = SMAXVecEnv(env_id, num_envs)
+    if args.share_param and (len(set(envs.obs_dims)) > 1 or len(set(envs.act_dims)) > 1):
+        raise ValueError(
+            f"--share-param needs equal agent spaces; {args.env_id} has obs dims {envs.obs_dims} "
+            f"and action dims {envs.act_dims}"
+        )
+    return envs
 
 
 def random_available_actions(avail: np.ndarray) -> np.ndarray:
@@ -869,6 +797,40 @@ def build_learner(envs: SMAXVecEnv, args: Args, device: torch.device) -> Learner
     )
 
 
+def replay_row(obs: torch.Tensor, state: torch.Tensor, avail: torch.Tensor, alive: torch.Tensor) -> np.ndarray:
+    """What the replay buffer stores of a step, one row per env: observations, the env's state, the available actions
+    and the alive flags (0/1 floats), [E, N * obs_dim + S + N * act_dim + N]; `sample_batch` rebuilds the critic's FP
+    state from the first two, so that the buffer holds the env's state once, not once per agent."""
+    return torch.cat([obs.flatten(1), state, avail.flatten(1).float(), alive.float()], 1).numpy()
+
+
+def sample_batch(rb, batch_size: int, envs: SMAXVecEnv, state_type: str, alive_masks: bool) -> Batch:
+    """A uniform sample of n-step transitions from the replay buffer, unpacked from `replay_row`s into a Batch with the
+    critic's `state_type` state, and the alive flags where `alive_masks` (--use-policy-active-masks) asks for them."""
+    data = rb.sample(batch_size)
+    n_agents, obs_dim, act_dim = envs.n_agents, envs.obs_dim, envs.act_dim
+
+    def unpack(rows: torch.Tensor):  # -> obs [B, N, obs_dim], critic state, avail [B, N, act_dim] bool, alive [B, N]
+        obs, state, avail, alive = rows.split((n_agents * obs_dim, envs.state_dim, n_agents * act_dim, n_agents), 1)
+        obs = obs.view(-1, n_agents, obs_dim)
+        return obs, critic_state(obs, state, envs.own_features, state_type), avail.view(-1, n_agents, act_dim) > 0.5, alive
+
+    obs, state, avail, alive = unpack(data.observations)
+    next_obs, next_state, next_avail, _ = unpack(data.next_observations)
+    actions = data.actions.view(-1, n_agents, act_dim)
+    alive = alive if alive_masks else None
+    return Batch(obs, state, actions, data.rewards, next_obs, next_state, data.dones, data.discounts, avail, next_avail, alive)
+
+
+def transition_to_store(terminations, truncations, infos):
+    """What the replay buffer stores as the next row of one vector step: the true final observation, state, available
+    actions and alive flags (where an episode ended the env has already reset), done = terminated or truncated, and the
+    time-out flag that makes a truncation bootstrap."""
+    real_next = replay_row(infos["final_obs"], infos["final_state"], infos["final_avail"], infos["final_alive"])
+    timeouts = [{"TimeLimit.truncated": bool(t)} for t in truncations]
+    return real_next, (terminations | truncations).numpy(), timeouts
+
+
 @torch.no_grad()
 def act(
     learner: Learner, obs: torch.Tensor, deterministic: bool = False, avail: Optional[torch.Tensor] = None
@@ -879,25 +841,6 @@ def act(
     mask = learner.action_mask if avail is None else learner.action_mask & avail.transpose(0, 1).bool()  # [N, E, act_dim]
     actions, _ = sample_actions(obs.transpose(0, 1), weights, mask, deterministic)
     return actions.transpose(0, 1)
-
-
-@contextlib.contextmanager
-def training_rng_preserved():
-    """Evaluation must not change training: env libraries may seed the global generators when an env is reset with a
-    seed (VMAS calls torch.manual_seed), and the run's random stream must not depend on when or whether it evaluates."""
-    python_state, numpy_state = random.getstate(), np.random.get_state()
-    try:
-        with torch.random.fork_rng(devices=range(torch.cuda.device_count()) if torch.cuda.is_initialized() else []):
-            yield
-    finally:
-        random.setstate(python_state)
-        np.random.set_state(numpy_state)
-
-
-def episode_shares(n_episodes: int, num_envs: int) -> np.ndarray:
-    """How many of the `n_episodes` each eval env runs: [E]. Counting whichever episodes end first instead would
-    over-represent short episodes (a MaMuJoCo fall ends one early) and bias the mean return."""
-    return n_episodes // num_envs + (np.arange(num_envs) < n_episodes % num_envs)
 
 
 @training_rng_preserved()
@@ -930,234 +873,12 @@ def evaluate(
     return [r for env_returns in returns for r in env_returns]
 
 
-def save_checkpoint(path: str, learner: Learner, args: Args, global_step: int):
-    torch.save(
-        {
-            "script": os.path.basename(__file__),
-            "args": asdict(args),
-            "global_step": global_step,
-            "actors": [actor.state_dict() for actor in learner.actors],
-            "qf": learner.qf.state_dict(),
-            "qf_target": learner.qf_target.state_dict(),
-            "log_alphas": torch.stack(learner.log_alphas).detach(),
-            # the training state that --resume restores
-            "actor_optimizers": [optimizer.state_dict() for optimizer in learner.actor_optimizers],
-            "q_optimizer": learner.q_optimizer.state_dict(),
-            "alpha_optimizers": [optimizer.state_dict() for optimizer in learner.alpha_optimizers or []],
-            "rng": (random.getstate(), np.random.get_state(), torch.get_rng_state()),
-            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None,
-            "value_norm": None if learner.value_norm is None else learner.value_norm.state_dict(),
-        },
-        path + ".tmp",
-    )
-    os.replace(path + ".tmp", path)  # an interrupted save never leaves a truncated checkpoint
-
-
-def read_checkpoint(path: str, device: torch.device) -> dict:
-    try:
-        checkpoint = torch.load(path, map_location=device, weights_only=False)
-    except (pickle.UnpicklingError, EOFError, RuntimeError) as error:
-        raise ValueError(f"not a checkpoint ({error})") from None
-    script = checkpoint.get("script") if isinstance(checkpoint, dict) else None
-    if script != os.path.basename(__file__):
-        raise ValueError(f"not a {os.path.basename(__file__)} checkpoint (written by {script or 'an unknown program'})")
-    return checkpoint
-
-
-def load_checkpoint(path: str, device: torch.device):
-    """-> (the saved run's Args, a Learner holding its weights)."""
-    checkpoint = read_checkpoint(path, device)
-    saved_args = Args(**checkpoint["args"])
-    envs = make_env(saved_args, 1)
-    learner = build_learner(envs, saved_args, device)
-    envs.close()
-    load_weights(learner, checkpoint)
-    return saved_args, learner
-
-
-def load_weights(learner: Learner, checkpoint: dict):
-    for actor, state_dict in zip(learner.actors, checkpoint["actors"]):
-        actor.load_state_dict(state_dict)
-    learner.qf.load_state_dict(checkpoint["qf"])
-    learner.qf_target.load_state_dict(checkpoint["qf_target"])
-    with torch.no_grad():
-        for log_alpha, value in zip(learner.log_alphas, checkpoint["log_alphas"]):
-            log_alpha.copy_(value)
-    if learner.value_norm is not None:
-        learner.value_norm.load_state_dict(checkpoint["value_norm"])
-
-
-# --resume continues a run under its own flags: only these may differ (a longer budget, the logging, the device)
-RESUME_MAY_CHANGE = {"resume", "total_timesteps", "save_model", "save_buffer", "eval_interval", "eval_episodes", "track"}
-RESUME_MAY_CHANGE |= {"wandb_project_name", "wandb_entity", "capture_video", "cuda", "torch_deterministic", "matmul_precision"}
-
-
-def resume_training(path: str, learner: Learner, args: Args, device: torch.device) -> int:
-    """Restores a --resume checkpoint into `learner`: weights, target, temperatures, optimisers and the global random
-    generators, so that the run continues where it stopped. -> the saved global step."""
-    checkpoint = read_checkpoint(path, device)
-    changed = [
-        name
-        for name, value in checkpoint["args"].items()
-        if name not in RESUME_MAY_CHANGE and getattr(args, name, None) != value
-    ]
-    if changed:
-        saved = ", ".join(f"--{name.replace('_', '-')} {checkpoint['args'][name]}" for name in changed)
-        raise ValueError(f"the checkpoint's run had {saved}; resume with the run's own flags")
-    if checkpoint["global_step"] >= args.total_timesteps:
-        raise ValueError(f"the checkpoint is at step {checkpoint['global_step']}: raise --total-timesteps to continue")
-    load_weights(learner, checkpoint)
-    for optimizer, state in zip(learner.actor_optimizers, checkpoint["actor_optimizers"]):
-        optimizer.load_state_dict(state)
-    learner.q_optimizer.load_state_dict(checkpoint["q_optimizer"])
-    for optimizer, state in zip(learner.alpha_optimizers or [], checkpoint["alpha_optimizers"]):
-        optimizer.load_state_dict(state)
-    random.setstate(checkpoint["rng"][0])
-    np.random.set_state(checkpoint["rng"][1])
-    torch.set_rng_state(checkpoint["rng"][2].cpu())
-    if checkpoint["cuda_rng"] is not None and args.cuda:
-        torch.cuda.set_rng_state_all([state.cpu() for state in checkpoint["cuda_rng"]])
-    return checkpoint["global_step"]
-
-
-def save_buffer(run_dir: str, rb, global_step: int):
-    torch.save({"global_step": global_step, "buffer": rb}, f"{run_dir}/replay_buffer.pt.tmp")
-    os.replace(f"{run_dir}/replay_buffer.pt.tmp", f"{run_dir}/replay_buffer.pt")
-
-
-def load_buffer(run_dir: str, global_step: int, device: torch.device):
-    """The replay buffer saved with the checkpoint at `global_step`, or None (none saved, or saved at another step).
-
-    The resumed envs start new episodes, so each env's last stored transition becomes a truncation: its n-step returns
-    stop there and bootstrap from its true next state, instead of running on into the next episode's rewards."""
-    if not os.path.isfile(f"{run_dir}/replay_buffer.pt"):
-        return None
-    saved = torch.load(f"{run_dir}/replay_buffer.pt", map_location=device, weights_only=False)
-    if saved["global_step"] != global_step:
-        return None
-    rb = saved["buffer"]
-    last = rb.pos - 1  # the row of each env's newest transition
-    rb.timeouts[last] = np.logical_or(rb.timeouts[last], 1 - rb.dones[last])
-    rb.device = device  # it samples onto the device it was saved with otherwise
-    return rb
-
-
-def check_args(args: Args):
-    """Bad flag combinations end the run with one line naming what is valid."""
-    positive = ("total_timesteps", "num_envs", "buffer_size", "batch_size", "train_interval", "gradient_steps", "n_step")
-    for name in positive + ("hidden_dim", "eval_interval", "eval_episodes"):
-        if getattr(args, name) <= 0:
-            raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    if not 0 < args.tau <= 1:
-        raise ValueError(f"--tau must be in (0, 1], got {args.tau}")
-    if not 0 <= args.gamma <= 1:
-        raise ValueError(f"--gamma must be in [0, 1], got {args.gamma}")
-    for name in ("policy_lr", "q_lr", "alpha_lr"):
-        if not 0 <= getattr(args, name) < math.inf:
-            raise ValueError(f"--{name.replace('_', '-')} must be a finite number >= 0, got {getattr(args, name)}")
-    if not 0 < args.alpha < math.inf:
-        raise ValueError(f"--alpha must be positive and finite (the initial value with --autotune), got {args.alpha}")
-    if not args.exp_name or os.sep in args.exp_name:
-        raise ValueError(f"--exp-name names the run and its checkpoint file: no {os.sep!r}, got {args.exp_name!r}")
-    if args.buffer_size // args.num_envs <= args.n_step:
-        raise ValueError("--buffer-size / --num-envs must exceed --n-step")
-    if args.buffer_size < args.batch_size:
-        raise ValueError(f"--buffer-size ({args.buffer_size}) must be at least --batch-size ({args.batch_size})")
-    if args.eval_checkpoint is None and args.total_timesteps % args.num_envs:
-        lower = args.total_timesteps // args.num_envs * args.num_envs
-        raise ValueError(
-            f"--total-timesteps must be a multiple of --num-envs {args.num_envs}: "
-            f"{lower or args.num_envs} or {lower + args.num_envs}"
-        )
-    if args.eval_checkpoint is None and args.total_timesteps <= args.learning_starts:
-        raise ValueError(
-            f"--total-timesteps ({args.total_timesteps}) must exceed --learning-starts ({args.learning_starts}), "
-            "or nothing is trained"
-        )
-    if args.resume is not None and (args.eval_checkpoint is not None or not os.path.isfile(args.resume)):
-        raise ValueError(f"--resume {args.resume!r} is not a file" if args.eval_checkpoint is None else "--resume trains")
-    if args.save_buffer and not (args.save_model or args.resume):
-        raise ValueError("--save-buffer writes the buffer beside the checkpoint: add --save-model")
-    if args.cuda and not torch.cuda.is_available():
-        raise ValueError("--cuda was given but torch.cuda.is_available() is False; drop --cuda to train on the CPU")
-    if args.capture_video:
-        try:
-            import moviepy  # noqa: F401  (gymnasium's save_video needs it; check before any long work)
-        except ImportError:
-            raise ValueError("--capture-video needs moviepy: pip install moviepy") from None
-    if args.track:
-        try:
-            import wandb  # noqa: F401
-        except ImportError:
-            raise ValueError("--track needs wandb: pip install wandb") from None
-
-
-def pack_row(obs: torch.Tensor, state: torch.Tensor, avail: torch.Tensor, alive: torch.Tensor) -> np.ndarray:
-    """One replay row per env: observations, the env's state, the available actions and the alive flags (0/1 floats),
-    [E, N * obs_dim + S + N * act_dim + N]; the critic's FP state is rebuilt from the first two when sampled."""
-    return torch.cat([obs.flatten(1), state, avail.flatten(1).float(), alive.float()], 1).numpy()
-
-
-def transition_to_store(terminations, truncations, infos):
-    """What the replay buffer stores as the next row of one vector step: the true final observation, state, available
-    actions and alive flags (where an episode ended the env has already reset), done = terminated or truncated, and the
-    time-out flag that makes a truncation bootstrap."""
-    real_next = pack_row(infos["final_obs"], infos["final_state"], infos["final_avail"], infos["final_alive"])
-    timeouts = [{"TimeLimit.truncated": bool(t)} for t in truncations]
-    return real_next, (terminations | truncations).numpy(), timeouts
-
-
-def make_run_dir(run_name: str) -> str:
-    """Creates runs/{run_name} and returns the name. A run started in the same second with the same env and seed gets
-    a suffix (_2, _3, ...) instead of mixing its logs and checkpoint into the other's folder."""
-    for name in itertools.chain([run_name], (f"{run_name}_{k}" for k in itertools.count(2))):
-        with contextlib.suppress(FileExistsError):
-            os.makedirs(f"runs/{name}")
-            return name
-
-
-def progress_line(
-    global_step: int, total_timesteps: int, recent_sps: float, recent_returns, recent_wins, warming_up: bool
-) -> str:
-    """How far along the run is, how fast it went lately, how well it does, and how long it still needs."""
-    seconds_left = int((total_timesteps - global_step) / max(recent_sps, 1e-9))
-    hours, minutes = divmod(seconds_left // 60, 60)
-    left = f"~{hours}h{minutes:02d}m" if hours else f"~{minutes}m{seconds_left % 60:02d}s"
-    if warming_up:  # no update yet: the warm-up runs far faster than training, so its speed tells nothing
-        left = "unknown until training starts"
-    returns = f"{np.mean(recent_returns):.2f}, win_rate={np.mean(recent_wins):.3f}" if recent_returns else "n/a"
-    return (
-        f"global_step={global_step}/{total_timesteps} ({100 * global_step / total_timesteps:.1f}%), SPS={recent_sps:.0f}, "
-        f"recent episodic_return={returns}, time left {left}"
-    )
-
-
 if __name__ == "__main__":
-    args = tyro.cli(Args)
-    try:
-        if args.capture_video:  # before check_args, which would ask for moviepy
-            raise ValueError(
-                "--capture-video is not supported by hasac_smac.py (SMAX has no frame renderer here; "
-                "StarCraft II saves replays); drop it"
-            )
-        check_args(args)
-        if not 0 < args.huber_delta < math.inf:
-            raise ValueError(f"--huber-delta must be positive and finite, got {args.huber_delta}")
-        if not 0 <= args.target_entropy_scale <= 1:
-            raise ValueError(
-                "--target-entropy-scale must be in [0, 1] (a fraction of the maximum entropy), "
-                f"got {args.target_entropy_scale}"
-            )
-        device = torch.device("cuda" if args.cuda else "cpu")
-        if args.eval_checkpoint is None:
+    args = parse_args(Args, __file__, no_video="SMAX has no frame renderer here; StarCraft II saves replays")
+    device = torch.device("cuda" if args.cuda else "cpu")
+    if args.eval_checkpoint is None:
+        with one_line_errors():  # a bad map or a failed StarCraft II launch ends the run before anything is written
             envs = make_env(args, args.num_envs)
-            if args.share_param and (len(set(envs.obs_dims)) > 1 or len(set(envs.act_dims)) > 1):
-                raise ValueError(
-                    f"--share-param needs equal agent spaces; {args.env_id} has obs dims {envs.obs_dims} "
-                    f"and action dims {envs.act_dims}"
-                )
-    except ValueError as error:
-        raise SystemExit(f"error: {error}") from None
 
     # TRY NOT TO MODIFY: seeding
     random.seed(args.seed)
@@ -1166,45 +887,31 @@ if __name__ == "__main__":
     torch.backends.cudnn.deterministic = args.torch_deterministic
     torch.set_float32_matmul_precision(args.matmul_precision)
 
-    if args.eval_checkpoint is not None:
-        try:
-            saved_args, learner = load_checkpoint(args.eval_checkpoint, device)
-        except (OSError, KeyError, TypeError, RuntimeError, ValueError) as error:
-            raise SystemExit(f"error: cannot load checkpoint {args.eval_checkpoint!r}: {error}") from None
-        try:
+    if args.eval_checkpoint is not None:  # evaluate a saved run, then stop
+
+        def build_saved_learner(saved_args: Args) -> Learner:  # sized by one env (StarCraft II: one game, closed again)
+            with contextlib.closing(make_env(saved_args, 1)) as sizing_envs:
+                return build_learner(sizing_envs, saved_args, device)
+
+        with one_line_errors(f"cannot load checkpoint {args.eval_checkpoint!r}: "):
+            saved_args, learner = load_learner(args.eval_checkpoint, __file__, Args, build_saved_learner)
+        with one_line_errors():
             eval_envs = make_env(saved_args, min(args.eval_episodes, saved_args.num_envs))
             wins = []
             returns = evaluate(learner, eval_envs, args.eval_episodes, args.seed, device, wins=wins)
-        except ValueError as error:
-            raise SystemExit(f"error: {error}") from None
         print(
             f"{saved_args.env_id}: eval/episodic_return {np.mean(returns):.2f} +- {np.std(returns):.2f}, "
             f"eval/win_rate {np.mean(wins):.3f} over {len(returns)} episodes"
         )
         sys.exit(0)
 
-    # ALGO LOGIC: the learner, the replay memory and the evaluation envs
+    # ALGO LOGIC: the learner, the replay memory (n-step returns, time limits: stable-baselines3's) and the eval envs
     learner = build_learner(envs, args, device)
-    n_agents, obs_dim, act_dim = envs.n_agents, envs.obs_dim, envs.act_dim
-    split_sizes = (n_agents * obs_dim, envs.state_dim, n_agents * act_dim, n_agents)  # the parts of a pack_row row
-
-    # [B, sum(split_sizes)] -> obs [B, N, obs_dim], critic state, avail [B, N, act_dim] bool, alive [B, N]
-    def unpack(flat: torch.Tensor):
-        obs, state, avail, alive = flat.split(split_sizes, 1)
-        obs = obs.view(-1, n_agents, obs_dim)
-        return (
-            obs,
-            critic_state(obs, state, envs.own_features, args.state_type),
-            avail.view(-1, n_agents, act_dim) > 0.5,
-            alive,
-        )
-
-    import gymnasium as gym
-    from stable_baselines3.common.buffers import NStepReplayBuffer  # n-step returns, time limits and the write head
-
+    n_agents, act_dim = envs.n_agents, envs.act_dim
+    row_dim = n_agents * (envs.obs_dim + act_dim + 1) + envs.state_dim  # replay_row's width
     rb = NStepReplayBuffer(
         args.buffer_size,
-        gym.spaces.Box(-np.inf, np.inf, (sum(split_sizes),), np.float32),
+        gym.spaces.Box(-np.inf, np.inf, (row_dim,), np.float32),
         gym.spaces.Box(0.0, 1.0, (n_agents * act_dim,), np.float32),  # one-hot joint actions: the critic's input as is
         device,
         n_envs=args.num_envs,
@@ -1214,79 +921,14 @@ if __name__ == "__main__":
     )
     eval_envs = make_env(args, min(args.eval_episodes, args.num_envs))
 
-    # the run dir comes last, so that a failure while building the above leaves nothing under runs/
-    if args.resume:  # the same run dir: its logs continue in the same curves
-        run_dir, args.save_model = os.path.dirname(os.path.abspath(args.resume)), True
-    else:
-        run_dir = "runs/" + make_run_dir(f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}")
-    run_name = os.path.basename(run_dir)
-    model_path = f"{run_dir}/{args.exp_name}.cleanrl_model"
-
-    def run_evaluation(global_step: int):
-        wins = []
-        returns = evaluate(learner, eval_envs, args.eval_episodes, args.seed + 10_000, device, wins=wins)
-        writer.add_scalar("eval/episodic_return", np.mean(returns), global_step)
-        writer.add_scalar("eval/win_rate", np.mean(wins), global_step)
-        print(f"global_step={global_step}, eval/episodic_return={np.mean(returns):.2f}, eval/win_rate={np.mean(wins):.3f}")
-        if args.save_model:
-            save_checkpoint(model_path, learner, args, global_step)
-
-    # Ctrl-C and SIGTERM (a scheduler's stop) end the run after the current iteration, so that the checkpoint holds a
-    # whole update; a second Ctrl-C stops at once. A repeated SIGTERM only asks again: a process group's SIGTERM and
-    # benchmark/run.py's copy of it are one request.
-    stop_signals = []
-
-    def request_stop(signum, frame):
-        stop_signals.append(signum)
-        if stop_signals.count(signal.SIGINT) > 1:
-            raise KeyboardInterrupt
-
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
-
-    # TRY NOT TO MODIFY: start the game, or continue it (--resume): after the reset, which may seed the generators
+    # TRY NOT TO MODIFY: start the game, or continue it (--resume restores the step, the learner, the generators and the
+    # buffer: after the reset, which may seed the generators)
     obs, state, avail = envs.reset(seed=args.seed)
-    global_step, learning_starts = 0, args.learning_starts
-    if args.resume:
-        try:
-            global_step = resume_training(args.resume, learner, args, device)
-        except (OSError, KeyError, TypeError, RuntimeError, ValueError) as error:
-            raise SystemExit(f"error: cannot resume from {args.resume!r}: {error}") from None
-        saved_rb = load_buffer(run_dir, global_step, device)
-        if saved_rb is None:  # no buffer of this step: a fresh warm-up refills it, acting with the restored policies
-            learning_starts = global_step + args.learning_starts
-            if learning_starts >= args.total_timesteps:
-                print(f"warning: without its buffer the run warms up again to step {learning_starts}, so it will not train")
-        rb = rb if saved_rb is None else saved_rb
-        print(f"resumed at global_step={global_step} in {run_dir}, {'without' if saved_rb is None else 'with'} its buffer")
-    if args.track:  # after --resume read its checkpoint (a bad one leaves the wandb run alone), before the writer
-        import wandb
-
-        wandb.init(
-            project=args.wandb_project_name,
-            entity=args.wandb_entity,
-            sync_tensorboard=True,
-            config=vars(args),
-            name=run_name,
-            id=run_name,  # with resume="allow", a --resume run (the same run dir) continues the same wandb run
-            resume="allow",
-            save_code=True,
-        )
-    from torch.utils.tensorboard import SummaryWriter
-
-    # a resumed run's curves continue: purge_step drops what a killed run logged after its checkpoint
-    writer = SummaryWriter(run_dir, purge_step=global_step + 1 if args.resume else None)
-    writer.add_text(
-        "hyperparameters", "|param|value|\n|-|-|\n%s" % ("\n".join([f"|{key}|{value}|" for key, value in vars(args).items()]))
-    )
-    start_time, start_step = time.time(), global_step
-    alive = torch.ones(args.num_envs, envs.n_agents)  # every unit is alive when a battle starts
+    run = start_run(args, __file__, learner, rb, device)
+    rb, global_step = run.rb, run.global_step
+    alive = torch.ones(args.num_envs, n_agents)  # every unit is alive when a battle starts
     episode_return, episode_length = np.zeros(args.num_envs), np.zeros(args.num_envs, dtype=int)
-    last_eval, metrics, exit_status = global_step, None, 0
-    recent_returns, recent_wins = collections.deque(maxlen=args.num_envs), collections.deque(maxlen=args.num_envs)
-    progress_step, progress_time = global_step, start_time
-    progress_interval = max(args.num_envs, min(10_000, args.total_timesteps // 10))  # env steps between progress lines
-    try:
+    with run.graceful_stop():
         for iteration in range(global_step // args.num_envs + 1, args.total_timesteps // args.num_envs + 1):
             # ALGO LOGIC: put action logic here
             if global_step < args.learning_starts:
@@ -1300,91 +942,31 @@ if __name__ == "__main__":
             episode_return += rewards.numpy()
             episode_length += 1
             done = (terminations | truncations).numpy()
-            if done.any():
-                writer.add_scalar("charts/episodic_return", episode_return[done].mean(), global_step)
-                writer.add_scalar("charts/episodic_length", episode_length[done].mean(), global_step)
-                writer.add_scalar("charts/win_rate", infos["battle_won"].numpy()[done].mean(), global_step)
-                recent_returns.extend(episode_return[done])
-                recent_wins.extend(infos["battle_won"].numpy()[done])
-                episode_return[done], episode_length[done] = 0.0, 0
+            run.log_episodes(global_step, episode_return[done], episode_length[done], wins=infos["battle_won"].numpy()[done])
+            episode_return[done], episode_length[done] = 0.0, 0
 
             # TRY NOT TO MODIFY: save data to replay buffer; the true final observation where an episode ended
-            real_next, dones, timeouts = transition_to_store(terminations, truncations, infos)
+            real_next_rows, dones, timeouts = transition_to_store(terminations, truncations, infos)
             flat_actions = actions.reshape(args.num_envs, -1).numpy()
-            rb.add(pack_row(obs, state, avail, alive), real_next, flat_actions, rewards.numpy(), dones, timeouts)
+            rb.add(replay_row(obs, state, avail, alive), real_next_rows, flat_actions, rewards.numpy(), dones, timeouts)
             obs, state, avail, alive = next_obs, next_state, next_avail, infos["alive"]
-
-            # TRY NOT TO MODIFY: progress, before the training phase: training's own speed window starts after this line
-            if global_step // progress_interval > (global_step - args.num_envs) // progress_interval:
-                now = time.time()
-                recent_sps = (global_step - progress_step) / (now - progress_time)
-                print(
-                    progress_line(global_step, args.total_timesteps, recent_sps, recent_returns, recent_wins, metrics is None)
-                )
-                writer.add_scalar("charts/SPS", int((global_step - start_step) / (now - start_time)), global_step)
-                progress_step, progress_time = global_step, now
+            run.progress(global_step)  # before training: training's own speed window starts after this line
 
             # ALGO LOGIC: training.
-            if global_step > learning_starts and iteration % args.train_interval == 0:
-                if metrics is None:
-                    print(f"global_step={global_step}, warm-up done: training starts")
-                    progress_step, progress_time = global_step, time.time()  # time left: from training alone
+            if global_step > run.learning_starts and iteration % args.train_interval == 0:
                 for _ in range(args.gradient_steps):
-                    data = rb.sample(args.batch_size)
-                    batch_obs, batch_state, batch_avail, batch_alive = unpack(data.observations)
-                    batch_next_obs, batch_next_state, batch_next_avail, _ = unpack(data.next_observations)
-                    batch = Batch(
-                        batch_obs,
-                        batch_state,
-                        data.actions.view(-1, n_agents, act_dim),
-                        data.rewards,
-                        batch_next_obs,
-                        batch_next_state,
-                        data.dones,
-                        data.discounts,
-                        avail=batch_avail,
-                        next_avail=batch_next_avail,
-                        alive=batch_alive if args.use_policy_active_masks else None,
-                    )
+                    batch = sample_batch(rb, args.batch_size, envs, args.state_type, args.use_policy_active_masks)
                     agent_order = np.arange(n_agents) if args.fixed_order else np.random.permutation(n_agents)
                     metrics = hasac_update(learner, batch, agent_order, args.tau)
-                    for name in ("qf1_loss", "qf2_loss", "actor_loss", "alpha_loss"):
-                        if metrics[name] is not None and not torch.isfinite(metrics[name]):
-                            raise FloatingPointError(
-                                f"losses/{name} is {metrics[name].item()} at global_step={global_step}; "
-                                "stopping instead of training on it (try lower learning rates)"
-                            )
+                run.log_losses(metrics, global_step)
 
-                for name in ("qf1_values", "qf1_loss", "qf2_loss", "actor_loss", "entropy", "alpha_loss"):
-                    if metrics[name] is not None:  # alpha_loss: None with a fixed temperature
-                        writer.add_scalar(f"losses/{name}", metrics[name].item(), global_step)
-                writer.add_scalar("losses/alpha", metrics["alphas"].mean().item(), global_step)
-                for i, alpha in enumerate(metrics["alphas"].tolist()):
-                    writer.add_scalar(f"losses/alpha/agent_{i}", alpha, global_step)
-
-            if global_step // args.eval_interval > last_eval // args.eval_interval:
-                run_evaluation(global_step)
-                last_eval = global_step
-            if stop_signals:
-                raise KeyboardInterrupt
-        if last_eval != global_step:
-            run_evaluation(global_step)
-    except KeyboardInterrupt:
-        print(f"interrupted at global_step={global_step}")
-        exit_status = 128 + stop_signals[0]  # 130 / 143, as a shell reports it: a sweep tells it from a finished run
-    except FloatingPointError as error:
-        raise SystemExit(f"error: {error}") from None
-    finally:  # the run has stopped: a further Ctrl-C or SIGTERM no longer cuts its closing and its saves short
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        envs.close()
-        eval_envs.close()
-        writer.close()
-    if args.save_model:
-        save_checkpoint(model_path, learner, args, global_step)
-        print(f"model saved; evaluate it with: python {os.path.basename(__file__)} --eval-checkpoint {model_path}")
-        if args.save_buffer:
-            print(f"writing the replay buffer to {run_dir}/replay_buffer.pt")
-            save_buffer(run_dir, rb, global_step)
-        print(f"continue it with: python {os.path.basename(__file__)} [the same flags] --resume {model_path}")
-    sys.exit(exit_status)
+            if run.evaluation_due(global_step):
+                wins = []
+                returns = evaluate(learner, eval_envs, args.eval_episodes, args.seed + 10_000, device, wins=wins)
+                run.log_evaluation(global_step, returns, win_rate=np.mean(wins))
+                run.save(global_step)
+            if run.stop_requested:
+                break
+    envs.close()
+    eval_envs.close()
+    run.finish(global_step)

@@ -75,29 +75,46 @@ def read_checkpoint(path: str, script: str, device: torch.device) -> dict:
     """The checkpoint at `path`, written by `script`; ValueError (one line) for anything else."""
     try:
         checkpoint = torch.load(path, map_location=device, weights_only=False)
+    except OSError as error:  # no such file, a folder, no permission: the system's own words
+        raise ValueError(str(error)) from None
     except (pickle.UnpicklingError, EOFError, RuntimeError) as error:
         raise ValueError(f"not a checkpoint ({error})") from None
     written_by = checkpoint.get("script") if isinstance(checkpoint, dict) else None
     if written_by != os.path.basename(script):
         raise ValueError(f"not a {os.path.basename(script)} checkpoint (written by {written_by or 'an unknown program'})")
-    if "learner" not in checkpoint:
+    if not {"args", "global_step", "learner", "rng"} <= checkpoint.keys():
         raise ValueError("written before hasac_utils (its layout differs); retrain, or load it with that version's script")
     return checkpoint
+
+
+def saved_args(checkpoint: dict, Args):
+    """The checkpoint's run's flags as the script's `Args`; ValueError (one line) if they no longer fit it."""
+    try:
+        return Args(**checkpoint["args"])
+    except TypeError as error:
+        raise ValueError(f"its flags do not fit this script's Args ({error})") from None
 
 
 def load_learner(path: str, script: str, Args, build_learner):
     """For --eval-checkpoint: -> (the saved run's Args, the Learner that `build_learner(saved_args)` builds, holding the
     checkpoint's state). ValueError (one line) for a file that is not `script`'s checkpoint."""
     checkpoint = read_checkpoint(path, script, torch.device("cpu"))
-    saved_args = Args(**checkpoint["args"])
-    learner = build_learner(saved_args)
+    args = saved_args(checkpoint, Args)
+    learner = build_learner(args)
     load_learner_state(learner, checkpoint["learner"])
-    return saved_args, learner
+    return args, learner
 
 
-def changed_flags(saved_args: dict, args) -> list:
-    """The flags of `args` that differ from the checkpoint's run and may not change on --resume."""
-    return [name for name, value in saved_args.items() if name not in RESUME_MAY_CHANGE and getattr(args, name, None) != value]
+def check_resumable(checkpoint: dict, args):
+    """ValueError (one line) unless `args` may continue the checkpoint's run: the same flags, but for RESUME_MAY_CHANGE,
+    and steps left to train."""
+    saved = checkpoint["args"]
+    changed = [name for name, value in saved.items() if name not in RESUME_MAY_CHANGE and getattr(args, name, None) != value]
+    if changed:
+        had = ", ".join(f"--{name.replace('_', '-')} {saved[name]}" for name in changed)
+        raise ValueError(f"the checkpoint's run had {had}; drop the flags that differ (--resume PATH alone continues it)")
+    if checkpoint["global_step"] >= args.total_timesteps:
+        raise ValueError(f"the checkpoint is at step {checkpoint['global_step']}: raise --total-timesteps to continue")
 
 
 def resume_training(path: str, script: str, learner, args, device: torch.device) -> int:
@@ -105,12 +122,7 @@ def resume_training(path: str, script: str, learner, args, device: torch.device)
     generators, so that the run continues where it stopped. -> the saved global step. ValueError (one line) if the
     checkpoint's run had other flags or has already reached --total-timesteps."""
     checkpoint = read_checkpoint(path, script, device)
-    changed = changed_flags(checkpoint["args"], args)
-    if changed:
-        saved = ", ".join(f"--{name.replace('_', '-')} {checkpoint['args'][name]}" for name in changed)
-        raise ValueError(f"the checkpoint's run had {saved}; resume with the run's own flags")
-    if checkpoint["global_step"] >= args.total_timesteps:
-        raise ValueError(f"the checkpoint is at step {checkpoint['global_step']}: raise --total-timesteps to continue")
+    check_resumable(checkpoint, args)
     load_learner_state(learner, checkpoint["learner"])
     random.setstate(checkpoint["rng"][0])
     np.random.set_state(checkpoint["rng"][1])

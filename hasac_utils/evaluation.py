@@ -3,6 +3,7 @@ of the episodes, and (--capture-video) a render check at the start of a run."""
 
 import contextlib
 import random
+from typing import Optional
 
 import numpy as np
 import torch
@@ -27,14 +28,15 @@ def episode_shares(n_episodes: int, num_envs: int) -> np.ndarray:
     return n_episodes // num_envs + (np.arange(num_envs) < n_episodes % num_envs)
 
 
-def check_rendering(make_env, args):
+def check_rendering(make_env, args, hint: Optional[str] = "for MuJoCo try MUJOCO_GL=egl or MUJOCO_GL=osmesa"):
     """--capture-video renders one frame at the start: without a working renderer (MuJoCo and football need OpenGL)
-    the run ends here rather than at its first evaluation, hours in. `make_env(args, num_envs, render_mode)`."""
+    the run ends here rather than at its first evaluation, hours in. `make_env(args, num_envs, render_mode)`; `hint`:
+    what to try when rendering fails, or None where the script's envs have no known fix."""
     envs = make_env(args, 1, "rgb_array")
     try:
         envs.reset(seed=args.seed)
         envs.envs[0].render()
     except Exception as error:  # each renderer fails in its own way (MuJoCo: a FatalError without an OpenGL context)
-        raise ValueError(f"rendering failed ({error}); for MuJoCo try MUJOCO_GL=egl or MUJOCO_GL=osmesa") from None
+        raise ValueError(f"rendering failed ({error})" + (f"; {hint}" if hint else "")) from None
     finally:
         envs.close()

@@ -16,15 +16,24 @@ import numpy as np
 import torch
 import tyro
 
-from hasac_utils.checkpoints import changed_flags, load_buffer, read_checkpoint, resume_training, save_buffer, save_checkpoint
+from hasac_utils.checkpoints import (
+    check_resumable,
+    load_buffer,
+    read_checkpoint,
+    resume_training,
+    save_buffer,
+    save_checkpoint,
+    saved_args,
+)
 
 
 @contextlib.contextmanager
-def one_line_errors(prefix: str = ""):
-    """Bad input (a ValueError) ends the program with one `error:` line, never a traceback deep in a library."""
+def one_line_errors(prefix: str = "", errors: tuple = (ValueError,)):
+    """Bad input (a ValueError, or any of `errors`) ends the program with one `error:` line, never a traceback deep in
+    a library."""
     try:
         yield
-    except ValueError as error:
+    except errors as error:
         raise SystemExit(f"error: {prefix}{error}") from None
 
 
@@ -43,7 +52,7 @@ def parse_args(Args, script: str, env_defaults: Optional[dict] = None, no_video:
     if named.resume is not None and named.eval_checkpoint is None and os.path.isfile(named.resume):
         with one_line_errors(f"cannot resume from {named.resume!r}: "):
             checkpoint = read_checkpoint(named.resume, script, torch.device("cpu"))
-            default = Args(**checkpoint["args"])
+            default = saved_args(checkpoint, Args)
     args = tyro.cli(Args, args=argv, default=default)
     with one_line_errors():
         if args.capture_video and no_video is not None:
@@ -51,12 +60,7 @@ def parse_args(Args, script: str, env_defaults: Optional[dict] = None, no_video:
         check_args(args)
     if checkpoint is not None:
         with one_line_errors(f"cannot resume from {args.resume!r}: "):
-            changed = changed_flags(checkpoint["args"], args)
-            if changed:
-                saved = ", ".join(f"--{name.replace('_', '-')} {checkpoint['args'][name]}" for name in changed)
-                raise ValueError(f"the checkpoint's run had {saved}; drop these flags to resume with the run's own")
-            if checkpoint["global_step"] >= args.total_timesteps:
-                raise ValueError(f"the checkpoint is at step {checkpoint['global_step']}: raise --total-timesteps to continue")
+            check_resumable(checkpoint, args)  # before anything is written
     return args
 
 
@@ -213,9 +217,7 @@ class Run:
 
     def log_losses(self, metrics: dict, global_step: int):
         """A training phase's last losses (hasac_update's tensors) as losses/*; a non-finite one ends the run."""
-        if not self.trained:
-            print(f"global_step={global_step}, warm-up done: training starts")
-            self.trained, self.progress_step, self.progress_time = True, global_step, time.time()  # time left: training's
+        self.end_warm_up(global_step)
         for name in ("qf1_values", "qf1_loss", "qf2_loss", "actor_loss", "entropy", "alpha_loss"):
             if metrics[name] is None:  # alpha_loss: None with a fixed temperature
                 continue
@@ -230,6 +232,14 @@ class Run:
         self.writer.add_scalar("losses/alpha", metrics["alphas"].mean().item(), global_step)
         for i, alpha in enumerate(metrics["alphas"].tolist()):
             self.writer.add_scalar(f"losses/alpha/agent_{i}", alpha, global_step)
+
+    def end_warm_up(self, global_step: int):
+        """At the first training phase (later calls do nothing): says so, and the time left is from then on estimated
+        from training's own speed. log_losses calls it; a loop that reads its losses later (hasac_isaacgym.py's, at log
+        time only) calls it itself."""
+        if not self.trained:
+            print(f"global_step={global_step}, warm-up done: training starts")
+            self.trained, self.progress_step, self.progress_time = True, global_step, time.time()  # time left: training's
 
     def evaluation_due(self, global_step: int) -> bool:
         """True every --eval-interval env steps and at the run's last step (once per step)."""

@@ -32,6 +32,18 @@ from conftest import (
 from torch.distributions import AffineTransform, Normal, TanhTransform, TransformedDistribution
 
 import hasac_continuous as hc
+from hasac_utils.checkpoints import load_learner, save_checkpoint
+from hasac_utils.envs import mamujoco
+from hasac_utils.evaluation import episode_shares
+from hasac_utils.runs import make_run_dir
+
+
+def load_continuous(path: str):
+    """-> (the saved Args, a Learner holding the checkpoint's state), as --eval-checkpoint loads it."""
+    return load_learner(
+        path, "hasac_continuous.py", hc.Args, lambda a: hc.build_learner(hc.make_env(a, 1), a, torch.device("cpu"))
+    )
+
 
 MAMUJOCO_IDS = [
     "Ant-2x4",
@@ -177,8 +189,8 @@ def test_every_env_id_trains(tmp_path, env_id):
 
 
 def test_mujoco_warnings_other_than_the_settotalmass_deprecation_are_printed(capsys):
-    hc.print_mujoco_warning("compiler attribute 'settotalmass' is deprecated and will be removed")
-    hc.print_mujoco_warning("Nan, Inf or huge value in QACC at DOF 0")
+    mamujoco.print_mujoco_warning("compiler attribute 'settotalmass' is deprecated and will be removed")
+    mamujoco.print_mujoco_warning("Nan, Inf or huge value in QACC at DOF 0")
     assert capsys.readouterr().err == "MuJoCo warning: Nan, Inf or huge value in QACC at DOF 0\n"
 
 
@@ -770,12 +782,12 @@ def test_load_checkpoint_restores_exact_weights(tmp_path):
             p.add_(torch.randn_like(p))
         learner.log_alphas[1].fill_(-3.0)
     path = str(tmp_path / "model.cleanrl_model")
-    hc.save_checkpoint(path, learner, args, 1234)
+    save_checkpoint(path, "hasac_continuous.py", args, 1234, learner)
 
     torch.manual_seed(2)
     fresh = hc.build_learner(envs, args, torch.device("cpu"))
     assert not torch.equal(fresh.actors[1].fc1.weight, learner.actors[1].fc1.weight)
-    saved_args, loaded = hc.load_checkpoint(path, torch.device("cpu"))
+    saved_args, loaded = load_continuous(path)
     assert saved_args == args
     for a, b in zip(loaded.actors, learner.actors):
         state_a, state_b = a.state_dict(), b.state_dict()
@@ -821,7 +833,7 @@ def test_share_param_on_homogeneous_mamujoco_trains(tmp_path):
     assert_ok(result)
     path = run_dir(tmp_path)
     assert_finite_series(read_scalars(path), "losses/qf1_loss")
-    assert len(torch.load(path / "hasac_continuous.cleanrl_model", weights_only=False)["actors"]) == 1
+    assert len(torch.load(path / "hasac_continuous.cleanrl_model", weights_only=False)["learner"]["actors"]) == 1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -859,7 +871,7 @@ def test_ctrl_c_flushes_logs_and_saves_a_loadable_checkpoint(tmp_path, signal_na
     scalars = read_scalars(run_dir(tmp_path))
     assert_finite_series(scalars, "losses/qf1_loss")
     checkpoint = next(run_dir(tmp_path).glob("*.cleanrl_model"))
-    saved_args, learner = hc.load_checkpoint(str(checkpoint), torch.device("cpu"))
+    saved_args, learner = load_continuous(str(checkpoint))
     saved_step = torch.load(checkpoint, weights_only=False)["global_step"]
     interrupted_step = int(re.search(r"interrupted at global_step=(\d+)", output).group(1))
     assert saved_args.env_id == "simple_spread_v3" and saved_step == interrupted_step >= 10000
@@ -908,7 +920,7 @@ def test_evaluate_gives_each_env_its_share_of_episodes():
         single.envs[0] = envs.envs[e]
         alone += hc.evaluate(learner, single, 2, seed=seed, device="cpu")
     assert returns == pytest.approx(alone, rel=1e-6)
-    assert list(hc.episode_shares(7, 3)) == [3, 2, 2] and list(hc.episode_shares(2, 3)) == [1, 1, 0]
+    assert list(episode_shares(7, 3)) == [3, 2, 2] and list(episode_shares(2, 3)) == [1, 1, 0]
 
 
 @pytest.mark.parametrize("env_id, steps", [("simple_spread_v3", 60), ("Hopper-3x1", 400)])
@@ -923,7 +935,7 @@ def test_what_the_loop_stores_is_what_happened(env_id, steps):
     envs = hc.make_env(hc.Args(env_id=env_id), 2)
     twins = [hc.make_pettingzoo_env(env_id, None) for _ in range(2)]
     n, obs_dim = envs.n_agents, envs.obs_dim
-    stored_obs_dim = 0 if envs.full_state_obs else n * obs_dim
+    stored_obs_dim = 0 if envs.full_state_obs else n * obs_dim  # the width of the script's replay_row, checked below
 
     def twin_obs(twin, observed):  # what the loop's obs for this env must be
         if envs.full_state_obs:
@@ -931,7 +943,7 @@ def test_what_the_loop_stores_is_what_happened(env_id, steps):
         return np.stack([np.pad(observed[a], (0, obs_dim - len(observed[a]))) for a in twin.possible_agents])
 
     def pack(obs, state):
-        return np.concatenate([obs.reshape(len(obs), -1)[:, :stored_obs_dim], state], 1)
+        return hc.replay_row(obs, state, envs)
 
     rb = NStepReplayBuffer(
         1000,
@@ -974,7 +986,7 @@ def test_what_the_loop_stores_is_what_happened(env_id, steps):
 
 
 def test_run_dirs_never_collide(tmp_path):
-    names = [hc.make_run_dir("simple_spread_v3__hasac_continuous__1__1700000000") for _ in range(3)]
+    names = [make_run_dir("simple_spread_v3__hasac_continuous__1__1700000000") for _ in range(3)]
     assert names == [f"simple_spread_v3__hasac_continuous__1__1700000000{suffix}" for suffix in ("", "_2", "_3")]
     assert all((tmp_path / "runs" / name).is_dir() for name in names)
 
@@ -987,7 +999,7 @@ def test_library_errors_other_than_a_missing_partition_are_not_swallowed(monkeyp
 
     monkeypatch.setattr(obsk, "get_parts_and_edges", broken)
     with pytest.raises(RuntimeError, match="the library broke"):
-        hc.mamujoco_factorization("Ant", "4x2")
+        mamujoco.mamujoco_factorization("Ant", "4x2")
 
 
 @pytest.mark.parametrize(

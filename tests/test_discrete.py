@@ -9,6 +9,7 @@ import importlib
 import inspect
 import math
 import re
+import sys
 
 import numpy as np
 import pytest
@@ -28,6 +29,8 @@ from conftest import (
     run_dir,
     run_script,
 )
+
+from hasac_utils.runs import parse_args
 
 DISCRETE = ROOT / "hasac_discrete.py"
 hd = importlib.import_module("hasac_discrete")
@@ -560,11 +563,15 @@ def test_eval_checkpoint_of_a_non_checkpoint_or_another_scripts_checkpoint(tmp_p
 # ---------------------------------------------------------------------------------------------
 # 7. per-env defaults, evaluation never touches training, what the loop stores is what happened
 # ---------------------------------------------------------------------------------------------
-def test_matrix_game_defaults_yield_to_flags_in_any_spelling_and_show_in_help(tmp_path):
-    args = hd.parse_args(["--env-id", "matrix-game", "--total_timesteps", "200", "--num-envs", "4"])
+def test_matrix_game_defaults_yield_to_flags_in_any_spelling_and_show_in_help(tmp_path, monkeypatch):
+    def parse(*argv):  # as the script's __main__ parses its command line
+        monkeypatch.setattr(sys, "argv", [str(DISCRETE), *argv])
+        return parse_args(hd.Args, str(DISCRETE), env_defaults={hd.MATRIX_GAME: hd.MATRIX_GAME_DEFAULTS})
+
+    args = parse("--env-id", "matrix-game", "--total_timesteps", "200", "--num-envs", "4")
     assert (args.total_timesteps, args.num_envs, args.learning_starts) == (200, 4, hd.MATRIX_GAME_DEFAULTS["learning_starts"])
-    assert hd.parse_args(["--env_id=matrix-game"]).total_timesteps == hd.MATRIX_GAME_DEFAULTS["total_timesteps"]
-    assert hd.parse_args(["--env-id", "simple_spread_v3"]).total_timesteps == hd.Args().total_timesteps
+    assert parse("--env_id=matrix-game").total_timesteps == hd.MATRIX_GAME_DEFAULTS["total_timesteps"]
+    assert parse("--env-id", "simple_spread_v3").total_timesteps == hd.Args().total_timesteps
     result = run_script(tmp_path, "--env-id", "matrix-game", "--help", script=DISCRETE)
     assert_ok(result)
     help_text = re.sub(r"[\s│]+", " ", result.stdout)
@@ -604,9 +611,9 @@ def test_evaluate_gives_each_env_its_share_of_episodes():
 
 @pytest.mark.parametrize("env_id, steps", [("simple_spread_v3", 60), ("matrix-game", 3)])
 def test_what_the_loop_stores_is_what_happened(env_id, steps):
-    """Drive the loop's storing code (transition_to_store, then the replay buffer's add) on real envs: an MPE time limit
-    (25 steps) is stored as done with the time-out flag and the true final observation and state, beside twin envs
-    stepped by hand; every matrix-game step is a real ending (done, no time-out)."""
+    """Drive the loop's storing code (transition_to_store and replay_row, then the replay buffer's add) on real envs: an
+    MPE time limit (25 steps) is stored as done with the time-out flag and the true final observation and state, beside
+    twin envs stepped by hand; every matrix-game step is a real ending (done, no time-out)."""
     import gymnasium as gym
     from stable_baselines3.common.buffers import NStepReplayBuffer
 
@@ -617,7 +624,7 @@ def test_what_the_loop_stores_is_what_happened(env_id, steps):
     def twin_obs(twin, observed):
         return np.stack([np.pad(observed[a], (0, obs_dim - len(observed[a]))) for a in twin.possible_agents])
 
-    def pack(obs, state):
+    def pack(obs, state):  # the row replay_row must give: every agent's observation, then the state
         return np.concatenate([obs.reshape(len(obs), -1), state], 1)
 
     rb = NStepReplayBuffer(
@@ -642,7 +649,8 @@ def test_what_the_loop_stores_is_what_happened(env_id, steps):
         real_next_obs, real_next_state, dones, timeouts = hd.transition_to_store(
             next_obs, next_state, terminations, truncations, infos
         )
-        rb.add(pack(obs, state), pack(real_next_obs, real_next_state), actions.reshape(2, -1), rewards, dones, timeouts)
+        real_next_rows = hd.replay_row(real_next_obs, real_next_state)
+        rb.add(hd.replay_row(obs, state), real_next_rows, actions.reshape(2, -1), rewards, dones, timeouts)
         for e in range(2):
             if twins is None:  # one state, one step: the payoff ends the episode
                 terminated, truncated = True, False
@@ -662,3 +670,36 @@ def test_what_the_loop_stores_is_what_happened(env_id, steps):
             seen["terminated" if terminated else "truncated"] += terminated or truncated
         obs, state = next_obs, next_state
     assert seen["terminated" if env_id == "matrix-game" else "truncated"] >= 2, seen
+
+
+def test_sample_batch_unpacks_what_replay_row_packed():
+    """speaker-listener (obs dims 3 and 11, padded to 11): every sampled transition is one the loop stored, each agent's
+    (padded) observation, the state, the one-hot actions and the next ones back in their own places."""
+    import gymnasium as gym
+    from stable_baselines3.common.buffers import NStepReplayBuffer
+
+    envs = hd.make_env(hd.Args(env_id="simple_speaker_listener_v4"), 2)
+    n, row_dim = envs.n_agents, envs.n_agents * envs.obs_dim + envs.state_dim
+    rb = NStepReplayBuffer(
+        100,
+        gym.spaces.Box(-np.inf, np.inf, (row_dim,)),
+        gym.spaces.Box(0.0, 1.0, (n * envs.act_dim,)),
+        "cpu",
+        n_envs=2,
+        handle_timeout_termination=True,
+        n_steps=1,
+        gamma=0.99,
+    )
+    obs, state, avail = envs.reset(seed=0)
+    np.random.seed(0)
+    actions = hd.random_available_actions(avail)
+    next_obs, next_state, _, rewards, terminations, truncations, infos = envs.step(actions)
+    _, _, dones, timeouts = hd.transition_to_store(next_obs, next_state, terminations, truncations, infos)
+    rb.add(hd.replay_row(obs, state), hd.replay_row(next_obs, next_state), actions.reshape(2, -1), rewards, dones, timeouts)
+    batch = hd.sample_batch(rb, 32, envs)
+    assert batch.obs.shape == batch.next_obs.shape == (32, n, envs.obs_dim) and batch.actions.shape == (32, n, envs.act_dim)
+    stored = [(obs[e], state[e], actions[e], next_obs[e], next_state[e]) for e in range(2)]
+    for b in range(32):
+        sampled = (batch.obs[b], batch.state[b], batch.actions[b], batch.next_obs[b], batch.next_state[b])
+        assert any(all(np.array_equal(x.numpy(), y) for x, y in zip(sampled, env_step)) for env_step in stored), b
+    envs.close()

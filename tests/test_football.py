@@ -1,7 +1,8 @@
-"""Tests for hasac_discrete.py's Google Research Football backend on the real game: a smoke run that reaches updates and
-logs the score rates, and the adapter's contract (shapes, masks, the global state against its definition from the raw
-observation, episode ends stored as they happened). They run where gfootball is installed (bash
-benchmark/install_football.sh) and are skipped elsewhere, as in CI; the missing-gfootball error runs only there."""
+"""Tests for hasac_discrete.py's Google Research Football backend (hasac_utils/envs/football.py) on the real game: a
+smoke run that reaches updates and logs the score rates, and the adapter's contract (shapes, masks, the global state
+against its definition from the raw observation, episode ends stored as they happened). They run where gfootball is
+installed (bash benchmark/install_football.sh) and are skipped elsewhere, as in CI; the missing-gfootball error runs
+only there."""
 
 import importlib
 import importlib.util

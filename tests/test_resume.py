@@ -3,6 +3,7 @@ checkpoint in the same run directory, and with its saved replay buffer it contin
 
 import json
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import torch
 from conftest import ROOT, SUBPROCESS_ENV, TINY, assert_ok, read_scalars, run_dir, run_script
 
 import hasac_continuous as hc
+from hasac_utils.checkpoints import load_buffer, resume_training
 
 # Each script's tiny training run, at a budget it does not reach before the test stops it: (script, flags, warm-up).
 # The test stops it once it has logged losses: at its first training phase, or at isaacgym's first log after it.
@@ -117,25 +119,30 @@ def test_resume_training_restores_optimisers_temperatures_and_random_state(tmp_p
     envs = hc.make_env(args, 1)
     learner = hc.build_learner(envs, args, torch.device("cpu"))
     torch.manual_seed(123), np.random.seed(123)
-    assert hc.resume_training(path, learner, args, torch.device("cpu")) == 600
-    for optimizer, state in zip(learner.actor_optimizers, saved["actor_optimizers"]):
-        assert optimizer.state_dict()["state"][0]["exp_avg"].equal(state["state"][0]["exp_avg"])
-    assert learner.q_optimizer.state_dict()["state"][0]["exp_avg_sq"].equal(saved["q_optimizer"]["state"][0]["exp_avg_sq"])
-    assert learner.alpha_optimizers[0].state_dict()["state"][0]["step"] == saved["alpha_optimizers"][0]["state"][0]["step"] > 0
-    assert torch.stack(learner.log_alphas).equal(saved["log_alphas"])
-    assert all(learner.qf_target.state_dict()[key].equal(value) for key, value in saved["qf_target"].items())
+    cpu, state = torch.device("cpu"), saved["learner"]
+
+    def resume(args):
+        return resume_training(path, "hasac_continuous.py", learner, args, cpu)
+
+    assert resume(args) == 600
+    for optimizer, optimizer_state in zip(learner.actor_optimizers, state["actor_optimizers"]):
+        assert optimizer.state_dict()["state"][0]["exp_avg"].equal(optimizer_state["state"][0]["exp_avg"])
+    assert learner.q_optimizer.state_dict()["state"][0]["exp_avg_sq"].equal(state["q_optimizer"]["state"][0]["exp_avg_sq"])
+    assert learner.alpha_optimizers[0].state_dict()["state"][0]["step"] == state["alpha_optimizers"][0]["state"][0]["step"] > 0
+    assert torch.stack(learner.log_alphas).equal(torch.stack(state["log_alphas"]))
+    assert all(learner.qf_target.state_dict()[key].equal(value) for key, value in state["qf_target"].items())
     assert torch.get_rng_state().equal(saved["rng"][2]) and np.random.get_state()[1].tolist() == saved["rng"][1][1].tolist()
-    with pytest.raises(ValueError, match="the checkpoint's run had --seed 1; resume with the run's own flags"):
-        hc.resume_training(path, learner, hc.Args(**{**saved["args"], "seed": 2}), torch.device("cpu"))
+    with pytest.raises(ValueError, match="the checkpoint's run had --seed 1; drop the flags that differ"):
+        resume(hc.Args(**{**saved["args"], "seed": 2}))
     # a flag that shapes the learner or the buffer: --share-param loaded actor 0 alone (zip stops at the shorter list),
     # and the other agents' weights were lost at the next save
     for changed, named in (({"share_param": True}, "--share-param False"), ({"num_envs": 4}, "--num-envs 2")):
-        with pytest.raises(ValueError, match=f"run had {named}; resume with the run's own flags"):
-            hc.resume_training(path, learner, hc.Args(**{**saved["args"], **changed}), torch.device("cpu"))
+        with pytest.raises(ValueError, match=f"run had {named}; drop the flags that differ"):
+            resume(hc.Args(**{**saved["args"], **changed}))
     longer = {"total_timesteps": 2400, "eval_interval": 7, "eval_episodes": 3, "track": True, "matmul_precision": "medium"}
-    assert hc.resume_training(path, learner, hc.Args(**{**saved["args"], **longer}), torch.device("cpu")) == 600
+    assert resume(hc.Args(**{**saved["args"], **longer})) == 600
     with pytest.raises(ValueError, match="raise --total-timesteps"):
-        hc.resume_training(path, learner, hc.Args(**saved["args"]), torch.device("cpu"))  # 600 of 600 steps done
+        resume(hc.Args(**saved["args"]))  # 600 of 600 steps done
     envs.close()
 
 
@@ -171,9 +178,9 @@ def test_a_resumed_buffer_ends_the_interrupted_episodes(tmp_path):
     """The resumed envs start new episodes, so the transitions stored before the stop must not take n-step returns
     from the next episode: each env's last stored transition becomes a truncation (the target bootstraps from its true
     next state). simple_spread's episodes last 25 steps, and 410 steps of 2 envs stop 5 steps into one. (discrete and
-    smac share this load_buffer, word for word.)"""
+    smac share this load_buffer: hasac_utils's.)"""
     assert_ok(run_script(tmp_path, *flags_of("continuous"), "--total-timesteps", "410", "--save-model", "--save-buffer"))
-    rb = hc.load_buffer(str(run_dir(tmp_path)), 410, torch.device("cpu"))
+    rb = load_buffer(str(run_dir(tmp_path)), 410, torch.device("cpu"))
     stop = rb.pos  # 205 rows of each env
     assert not rb.dones[stop - 5 : stop].any()  # the interrupted episode's first 5 steps
     # the resumed run's first transition (a new episode) lands after them
@@ -195,7 +202,7 @@ def test_a_resumed_isaacgym_buffer_ends_the_interrupted_episodes(tmp_path, monke
 
     flags = [*flags_of("isaacgym"), "--total-timesteps", "360", "--save-model", "--save-buffer"]
     assert_ok(run_script(tmp_path, *flags, script=ROOT / "hasac_isaacgym.py"))
-    rb = hi.load_buffer(str(run_dir(tmp_path)), 360, torch.device("cpu"))
+    rb = load_buffer(str(run_dir(tmp_path)), 360, torch.device("cpu"))
     newest = (rb.heads - 1) % rb.capacity  # [E]
     for age in range(1, 5):  # the interrupted episodes' earlier steps end nothing
         assert not rb.episode_ends[rb.env_index, (newest - age) % rb.capacity].any()
@@ -204,3 +211,59 @@ def test_a_resumed_isaacgym_buffer_ends_the_interrupted_episodes(tmp_path, monke
     state, _, _, next_state, terminated, discounts = rb.n_step_transitions(rb.env_index, torch.full((8,), 3))
     assert torch.equal(discounts, torch.full((8, 1), 0.99**3)) and not terminated.any()
     assert torch.equal(next_state, rb.next_states[rb.env_index, newest])
+
+
+@pytest.mark.parametrize("name", list(SCRIPTS))
+def test_resume_alone_continues_as_the_full_command_does(tmp_path, name):
+    """`--resume PATH` takes the checkpoint's own flags as its defaults: given with only a longer --total-timesteps, it
+    logs exactly what resuming with the run's full command logs (two copies of one run directory, with its buffer)."""
+    script = ROOT / SCRIPTS[name][0]
+    first = run_script(
+        tmp_path / "full", *flags_of(name), "--total-timesteps", "400", "--save-model", "--save-buffer", script=script
+    )
+    assert_ok(first)
+    shutil.copytree(tmp_path / "full", tmp_path / "alone")
+    assert f"continue it with: python {script.name} --resume " in first.stdout  # the short form
+    resumed = {}
+    for variant, flags in (("full", flags_of(name)), ("alone", [])):
+        checkpoint = str(next(run_dir(tmp_path / variant).glob("*.cleanrl_model")))
+        result = run_script(tmp_path / variant, *flags, "--total-timesteps", "600", "--resume", checkpoint, script=script)
+        assert_ok(result)
+        assert "resumed at global_step=400 in " in result.stdout and "with its buffer" in result.stdout
+        resumed[variant] = {
+            tag: series for tag, series in read_scalars(run_dir(tmp_path / variant)).items() if tag != "charts/SPS"
+        }
+    assert any(step > 400 for step, _ in resumed["full"]["losses/qf1_loss"])
+    assert resumed["alone"] == resumed["full"]
+
+
+def test_resume_alone_parses_to_the_checkpoints_flags(tmp_path, monkeypatch):
+    """In-process: `--resume PATH` alone gives the saved Args (with --resume set); a flag beside it overrides."""
+    from hasac_utils.runs import parse_args
+
+    flags = [*flags_of("continuous"), "--seed", "7", "--q-lr", "1e-3", "--save-model"]
+    assert_ok(run_script(tmp_path, *flags))
+    checkpoint = str(next(run_dir(tmp_path).glob("*.cleanrl_model")))
+    saved = hc.Args(**torch.load(checkpoint, weights_only=False)["args"])
+    assert (saved.seed, saved.q_lr, saved.env_id) == (7, 1e-3, "simple_spread_v3")
+    monkeypatch.setattr(sys, "argv", ["hasac_continuous.py", "--resume", checkpoint, "--total-timesteps", "800"])
+    assert parse_args(hc.Args, hc.__file__) == hc.Args(**{**vars(saved), "resume": checkpoint, "total_timesteps": 800})
+
+
+def test_resume_with_a_changed_learning_rate_is_refused_and_writes_nothing(tmp_path):
+    """A flag that changes the run (here --policy-lr) is refused in one line, naming the checkpoint's value, before any
+    file is written; the checkpoint at its budget's end asks for a longer --total-timesteps."""
+    assert_ok(run_script(tmp_path, *flags_of("continuous"), "--total-timesteps", "400", "--save-model"))
+    checkpoint = str(next(run_dir(tmp_path).glob("*.cleanrl_model")))
+    before = {path: path.stat().st_mtime_ns for path in run_dir(tmp_path).iterdir()}
+    result = run_script(tmp_path, "--resume", checkpoint, "--total-timesteps", "800", "--policy-lr", "1e-3")
+    assert result.returncode == 1 and "Traceback" not in result.stdout + result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"error: cannot resume from {checkpoint!r}: the checkpoint's run had --policy-lr 0.0005; "
+        "drop the flags that differ (--resume PATH alone continues it)"
+    ]
+    result = run_script(tmp_path, "--resume", checkpoint)
+    assert result.stderr.strip().splitlines() == [
+        f"error: cannot resume from {checkpoint!r}: the checkpoint is at step 400: raise --total-timesteps to continue"
+    ]
+    assert {path: path.stat().st_mtime_ns for path in run_dir(tmp_path).iterdir()} == before

@@ -30,6 +30,10 @@ from conftest import (
     run_script,
 )
 
+from hasac_utils.checkpoints import load_learner
+from hasac_utils.evaluation import episode_shares
+from hasac_utils.runs import make_run_dir
+
 SMAC = ROOT / "hasac_smac.py"
 hs = importlib.import_module("hasac_smac")
 hd = importlib.import_module("hasac_discrete")
@@ -51,6 +55,11 @@ LOSS_TAGS = [
     "losses/alpha_loss",
     "losses/entropy",
 ]
+
+
+def load_smac(path: str):
+    """-> (the saved Args, a Learner holding the checkpoint's state), as --eval-checkpoint loads it."""
+    return load_learner(path, "hasac_smac.py", hs.Args, lambda a: hs.build_learner(hs.make_env(a, 1), a, torch.device("cpu")))
 
 
 @pytest.fixture(autouse=True)
@@ -87,13 +96,16 @@ def test_smoke_3m_reaches_updates_and_logs_win_rate(tmp_path):
 
     checkpoint = path / "hasac_smac.cleanrl_model"
     saved = torch.load(checkpoint, weights_only=False)
-    assert saved["global_step"] == 600 and saved["value_norm"]["debiasing_term"] > 0
-    args, learner = hs.load_checkpoint(str(checkpoint), torch.device("cpu"))
+    assert saved["global_step"] == 600 and saved["learner"]["value_norm"]["debiasing_term"] > 0
+    args, learner = load_smac(str(checkpoint))
     assert args.env_id == "3m" and args.hidden_dim == 32
-    for actor, state_dict in zip(learner.actors, saved["actors"]):
+    for actor, state_dict in zip(learner.actors, saved["learner"]["actors"]):
         for name, value in actor.state_dict().items():
             assert torch.equal(value, state_dict[name])
-    assert torch.equal(learner.value_norm.running_mean, saved["value_norm"]["running_mean"])
+    # the ValueNorm statistics travel with the weights: a fresh one would denormalise every Q value wrongly
+    assert set(saved["learner"]["value_norm"]) == {"running_mean", "running_mean_sq", "debiasing_term"}
+    for name, value in learner.value_norm.state_dict().items():
+        assert torch.equal(value, saved["learner"]["value_norm"][name]), name
     result = run_script(
         tmp_path, "--eval-checkpoint", str(checkpoint.relative_to(tmp_path)), "--eval-episodes", "2", script=SMAC
     )
@@ -614,7 +626,7 @@ def test_what_the_loop_stores_is_what_happened_smax(smax_3m):
     rb = _replay_buffer(envs, 2)
     real_next, dones, timeouts = hs.transition_to_store(terminations, truncations, infos)
     rb.add(
-        hs.pack_row(obs, state, avail, torch.ones(2, 3)),
+        hs.replay_row(obs, state, avail, torch.ones(2, 3)),
         real_next,
         actions.reshape(2, -1).numpy(),
         rewards.numpy(),
@@ -628,6 +640,43 @@ def test_what_the_loop_stores_is_what_happened_smax(smax_3m):
             np.testing.assert_allclose(stored, np.asarray(smax[e]).astype(np.float32))
         assert not np.array_equal(next_obs[e].numpy(), np.asarray(final[0][e]))  # the loop goes on from the reset
     assert (np.asarray(envs.states.state.step) == 0).all()
+
+
+@pytest.mark.parametrize("state_type, alive_masks", [("EP", True), ("FP", False)])
+def test_sample_batch_gives_back_what_replay_row_stored(smax_3m, state_type, alive_masks):
+    """sample_batch unpacks the loop's replay rows into the Batch the update reads: each sampled transition (a won
+    battle in env 0, a time limit in env 1, with agent 1 dead before the step) comes back with its env's observations,
+    critic state (--state-type), available actions, alive flags (only with --use-policy-active-masks), action, and the
+    true final observation and available actions as its next ones."""
+    import jax
+
+    envs = smax_3m
+    actions = _rigged_step(envs)
+    obs, state, avail = (torch.from_dlpack(x) for x in jax.vmap(envs.observe)(envs.states)[:3])
+    alive = torch.tensor([[1.0, 0.0, 1.0]] * 2)
+    _, _, _, rewards, terminations, truncations, infos = envs.step(actions)
+    rb = _replay_buffer(envs, 2)
+    real_next, dones, timeouts = hs.transition_to_store(terminations, truncations, infos)
+    rb.add(
+        hs.replay_row(obs, state, avail, alive), real_next, actions.reshape(2, -1).numpy(), rewards.numpy(), dones, timeouts
+    )
+    np.random.seed(0)
+    batch = hs.sample_batch(rb, 16, envs, state_type, alive_masks)
+    expected_state = hs.critic_state(obs, state, envs.own_features, state_type)
+    expected_next_state = hs.critic_state(infos["final_obs"], infos["final_state"], envs.own_features, state_type)
+    envs_sampled = set()
+    for b in range(16):
+        e = next(e for e in range(2) if torch.equal(batch.obs[b], obs[e]))
+        envs_sampled.add(e)
+        assert torch.equal(batch.state[b], expected_state[e]) and torch.equal(batch.avail[b], avail[e])
+        assert torch.equal(batch.actions[b], actions[e])
+        assert torch.equal(batch.next_obs[b], infos["final_obs"][e])
+        assert torch.equal(batch.next_avail[b], infos["final_avail"][e])
+        assert torch.equal(batch.next_state[b], expected_next_state[e])
+        assert batch.alive is None or torch.equal(batch.alive[b], alive[e])
+    assert envs_sampled == {0, 1} and (batch.alive is None) != alive_masks
+    assert batch.state.shape == ((16, 72) if state_type == "EP" else (16, 3, 72 + 10 + 3))
+    assert batch.avail.dtype == torch.bool and batch.next_avail.dtype == torch.bool
 
 
 class StandInStarCraft2Env:
@@ -712,7 +761,12 @@ def test_what_the_loop_stores_is_what_happened_sc2(stand_in_smac):
         next_obs, next_state, next_avail, rewards, terminations, truncations, infos = envs.step(actions)
         real_next, dones, timeouts = hs.transition_to_store(terminations, truncations, infos)
         rb.add(
-            hs.pack_row(obs, state, avail, alive), real_next, actions.reshape(1, -1).numpy(), rewards.numpy(), dones, timeouts
+            hs.replay_row(obs, state, avail, alive),
+            real_next,
+            actions.reshape(1, -1).numpy(),
+            rewards.numpy(),
+            dones,
+            timeouts,
         )
         stored_obs, stored_state, _, _ = _stored_parts(envs, rb.next_observations[t, 0])
         episode, step = stored_state[:2]
@@ -734,7 +788,7 @@ def test_evaluate_gives_each_env_its_share_of_episodes(stand_in_smac):
     wins = []
     assert hs.evaluate(learner, envs, 4, seed=0, device="cpu", wins=wins) == [20.0, 20.0, 4.0, 4.0]
     assert wins == [True, True, False, False]
-    assert list(hs.episode_shares(7, 3)) == [3, 2, 2]
+    assert list(episode_shares(7, 3)) == [3, 2, 2]
 
 
 def test_sc2_backend_that_fails_to_start_ends_in_one_line_before_any_run(tmp_path):
@@ -826,9 +880,9 @@ def test_interrupt_saves_a_loadable_checkpoint_and_exits_with_the_signals_status
     interrupted_step = int(re.search(r"interrupted at global_step=(\d+)", output).group(1))
     checkpoint = next(run_dir(tmp_path).glob("*.cleanrl_model"))
     assert torch.load(checkpoint, weights_only=False)["global_step"] == interrupted_step >= 4000
-    assert hs.load_checkpoint(str(checkpoint), torch.device("cpu"))[0].env_id == "3m"
+    assert load_smac(str(checkpoint))[0].env_id == "3m"
 
 
 def test_run_dirs_never_collide(tmp_path):
-    names = [hs.make_run_dir("3m__hasac_smac__1__1700000000") for _ in range(2)]
+    names = [make_run_dir("3m__hasac_smac__1__1700000000") for _ in range(2)]
     assert names == ["3m__hasac_smac__1__1700000000", "3m__hasac_smac__1__1700000000_2"]
