@@ -12,35 +12,34 @@ except to log. Section 5.1, Figures 3b-d and 7, Appendix H.2.1 of the paper (Bi-
     python hasac_isaacgym.py --env-id transport --num-envs 1024 --compile
     python hasac_isaacgym.py --env-id ShadowHandOver --cuda --num-envs 20 --gamma 0.95 --n-step 20
 
-Runs on Python 3.8 (Isaac Gym's), so no 3.9+ syntax at run time, and without
-stable-baselines3.
+Runs on Python 3.8 (Isaac Gym's), so no 3.9+ syntax at run time (nor in the hasac_utils
+modules it imports), and without stable-baselines3.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import itertools
 import math
 import os
-import pickle
 import random
-import signal
 import sys
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Literal, NamedTuple, Optional
 
-try:  # Isaac Gym must be imported before torch; it exists only where Isaac Gym is installed
+try:  # Isaac Gym must be imported before torch; it exists only where Isaac Gym is installed (see hasac_utils.envs.dexhands)
     import isaacgym  # noqa: F401
 except ImportError:
-    isaacgym = None
+    pass
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import torch.optim as optim
-import tyro
+
+from hasac_utils.checkpoints import load_learner
+from hasac_utils.evaluation import training_rng_preserved
+from hasac_utils.runs import one_line_errors, parse_args, start_run
 
 
 @dataclass
@@ -149,11 +148,6 @@ DEXHANDS_EPISODE_STEPS = {
     "ShadowHandDoorOpenInward": 250,
     "ShadowHandDoorOpenOutward": 250,
 }
-ISAACGYM_INSTALL = (
-    "Bi-DexHands needs Isaac Gym Preview 4 and DexterousHands (Python 3.6-3.8, an NVIDIA GPU): download "
-    "Isaac Gym from https://developer.nvidia.com/isaac-gym, `pip install -e isaacgym/python`, then "
-    "`git clone https://github.com/PKU-MARL/DexterousHands && pip install -e DexterousHands`"
-)
 
 
 def observations_from_state(state: torch.Tensor, obs_index: torch.Tensor) -> torch.Tensor:
@@ -256,109 +250,22 @@ class VmasEnv:
         pass
 
 
-class DexHandsEnv:
-    """A Bi-DexHands task on Isaac Gym: two agents, one per Shadow Hand.
-
-    Each agent observes its own hand's block of the task's observation buffer plus the
-    shared object block; the critic's state is the whole buffer. The task resets a finished
-    env inside its next step (before applying that step's actions), so the observation
-    returned with a done is the true final one, and the following step's transition runs
-    from a reset the loop never saw: info["valid"] is False for it. A time-limit end
-    (progress_buf at the episode length) is a truncation; any other end a termination.
-    """
-
-    def __init__(self, task: str, num_envs: int, device, episode_length: Optional[int] = None, seed: int = 0):
-        if isaacgym is None:
-            raise ValueError(f"{task}: Isaac Gym is not installed. {ISAACGYM_INSTALL}")
-        if torch.device(device).type != "cuda":
-            raise ValueError(f"{task}: Bi-DexHands runs on the GPU; add --cuda")
-        try:
-            import bidexhands
-            from bidexhands.utils.config import get_args, load_cfg, parse_sim_params
-            from bidexhands.utils.parse_task import parse_task
-            from bidexhands.utils.process_marl import get_AgentIndex
-        except ImportError as error:
-            raise ValueError(f"{task}: DexterousHands is not installed ({error}). {ISAACGYM_INSTALL}") from None
-        self.device, self.num_envs, self.n_agents = torch.device(device), num_envs, 2
-        self.episode_length = episode_length or DEXHANDS_EPISODE_STEPS[task]
-        # DexterousHands reads its flags from sys.argv and its configs and assets relative to
-        # its package directory, as its own train.py does when run from there.
-        argv, cwd = sys.argv, os.getcwd()
-        sys.argv = [
-            argv[0],
-            "--task",
-            task,
-            "--algo",
-            "happo",
-            "--num_envs",
-            str(num_envs),
-            "--episode_length",
-            str(self.episode_length),
-            "--seed",
-            str(seed),
-            "--headless",
-            "--rl_device",
-            str(self.device),
-            "--sim_device",
-            str(self.device),
-        ]
-        os.chdir(os.path.dirname(bidexhands.__file__))
-        try:
-            dexhands_args = get_args()
-            cfg, cfg_train, _ = load_cfg(dexhands_args)
-            sim_params = parse_sim_params(dexhands_args, cfg, cfg_train)
-            dexhands_args.task_type = "MultiAgent"
-            self.task, self.env = parse_task(dexhands_args, cfg, cfg_train, sim_params, get_AgentIndex(cfg))
-        finally:
-            sys.argv = argv
-            os.chdir(cwd)
-        if self.env.num_agents != 2:
-            raise ValueError(f"{task}: expected one agent per hand, got {self.env.num_agents} agents")
-        hand, self.state_dim = self.env.num_hand_obs, self.task.num_obs
-        object_block = list(range(2 * hand, self.state_dim))
-        self.obs_index = torch.tensor(
-            [list(range(0, hand)) + object_block, list(range(hand, 2 * hand)) + object_block], device=self.device
-        )
-        self.obs_dims = [self.obs_index.shape[1]] * 2
-        self.act_dims = [space.shape[0] for space in self.env.action_space]
-        self.obs_dim, self.act_dim = self.obs_dims[0], max(self.act_dims)
-        self.action_low = torch.zeros(2, self.act_dim, device=self.device)
-        self.action_high = torch.zeros(2, self.act_dim, device=self.device)
-        for i, space in enumerate(self.env.action_space):
-            self.action_low[i, : self.act_dims[i]] = torch.as_tensor(space.low, dtype=torch.float32, device=self.device)
-            self.action_high[i, : self.act_dims[i]] = torch.as_tensor(space.high, dtype=torch.float32, device=self.device)
-        self.action_mask = (
-            torch.arange(self.act_dim, device=self.device) < torch.tensor(self.act_dims, device=self.device)[:, None]
-        )
-        self.just_done = torch.zeros(num_envs, dtype=torch.bool, device=self.device)
-
-    def reset(self, seed: Optional[int] = None):
-        _, states, _ = self.env.reset()  # [E, N, S]: every agent gets a copy of the buffer
-        self.just_done.zero_()
-        state = states[:, 0]
-        return observations_from_state(state, self.obs_index), state, None
-
-    def step(self, actions: torch.Tensor):
-        valid = ~self.just_done
-        per_hand = [actions[:, i, : self.act_dims[i]] for i in range(2)]
-        _, states, rewards, dones, _, _ = self.env.step(per_hand)
-        state, reward, done = states[:, 0], rewards[:, 0, 0], dones[:, 0].bool()  # [E, S], [E], [E]
-        # tasks end episodes at progress_buf >= max_episode_length or - 1, depending on the task
-        timeout = self.task.progress_buf >= self.task.max_episode_length - 1
-        terminated, truncated = done & ~timeout & valid, done & timeout & valid
-        self.just_done = done
-        info = {"final_state": state, "valid": valid}
-        return observations_from_state(state, self.obs_index), state, None, reward, terminated, truncated, info
-
-    def close(self):
-        pass
-
-
 def make_env(args: Args, num_envs: int, seed: int = 0, device="cpu"):
     """The batched env for --env-id on `device` (the run's, not the saved --cuda of a checkpoint's Args); raises
     ValueError naming the valid ids."""
-    env = DexHandsEnv if args.env_id in DEXHANDS_EPISODE_STEPS else VmasEnv
-    return env(args.env_id, num_envs, device, args.episode_length, seed)
+    if args.env_id in DEXHANDS_EPISODE_STEPS:  # Isaac Gym's backend, imported only where it is chosen
+        from hasac_utils.envs.dexhands import DexHandsEnv
+
+        episode_length = args.episode_length or DEXHANDS_EPISODE_STEPS[args.env_id]
+        envs = DexHandsEnv(args.env_id, num_envs, device, episode_length, seed, observations_from_state)
+    else:
+        envs = VmasEnv(args.env_id, num_envs, device, args.episode_length, seed)
+    if args.share_param and (len(set(envs.obs_dims)) > 1 or len(set(envs.act_dims)) > 1):
+        raise ValueError(
+            f"--share-param needs equal agent spaces; {args.env_id} has obs dims {envs.obs_dims} "
+            f"and action dims {envs.act_dims}"
+        )
+    return envs
 
 
 # ALGO LOGIC: initialize agent here:
@@ -843,17 +750,12 @@ class ReplayBuffer:
         )
 
 
-@contextlib.contextmanager
-def training_rng_preserved():
-    """Evaluation must not change training: env libraries may seed the global generators when an env is reset with a
-    seed (VMAS calls torch.manual_seed), and the run's random stream must not depend on when or whether it evaluates."""
-    python_state, numpy_state = random.getstate(), np.random.get_state()
-    try:
-        with torch.random.fork_rng(devices=range(torch.cuda.device_count()) if torch.cuda.is_initialized() else []):
-            yield
-    finally:
-        random.setstate(python_state)
-        np.random.set_state(numpy_state)
+def sample_batch(rb: ReplayBuffer, batch_size: int, envs) -> Batch:
+    """A uniform sample of n-step transitions, every agent's observation gathered from the stored states."""
+    state, actions, rewards, next_state, terminations, discounts = rb.sample(batch_size)
+    obs, next_obs = observations_from_state(state, envs.obs_index), observations_from_state(next_state, envs.obs_index)
+    actions = actions.view(-1, envs.n_agents, envs.act_dim)
+    return Batch(obs, state, actions, rewards, next_obs, next_state, terminations, discounts)
 
 
 @training_rng_preserved()
@@ -868,227 +770,28 @@ def evaluate(learner: Learner, envs, n_episodes: int, seed: int, device) -> list
     return returns[:n_episodes].tolist()
 
 
-def save_checkpoint(path: str, learner: Learner, args: Args, global_step: int):
-    torch.save(
-        {
-            "script": os.path.basename(__file__),
-            "args": asdict(args),
-            "global_step": global_step,
-            "actors": [actor.state_dict() for actor in learner.actors],
-            "qf": learner.qf.state_dict(),
-            "qf_target": learner.qf_target.state_dict(),
-            "log_alphas": torch.stack(learner.log_alphas).detach(),
-            # the training state that --resume restores
-            "actor_optimizers": [optimizer.state_dict() for optimizer in learner.actor_optimizers],
-            "q_optimizer": learner.q_optimizer.state_dict(),
-            "alpha_optimizers": [optimizer.state_dict() for optimizer in learner.alpha_optimizers or []],
-            "rng": (random.getstate(), np.random.get_state(), torch.get_rng_state()),
-            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None,
-        },
-        path + ".tmp",
-    )
-    os.replace(path + ".tmp", path)  # an interrupted save never leaves a truncated checkpoint
+def learner_to_evaluate(saved_args: Args, device: torch.device) -> Learner:
+    """--eval-checkpoint's Learner for the saved run's Args, its env on this run's `device` (not the saved --cuda)."""
+    if saved_args.env_id in DEXHANDS_EPISODE_STEPS:  # refused before any env is built, which would start a simulation
+        raise ValueError("Bi-DexHands checkpoints cannot be evaluated here (Isaac Gym holds one simulation per process)")
+    return build_learner(make_env(saved_args, 1, device=device), saved_args, device)
 
 
-def read_checkpoint(path: str, device: torch.device) -> dict:
-    try:
-        checkpoint = torch.load(path, map_location=device, weights_only=False)
-    except (pickle.UnpicklingError, EOFError, RuntimeError) as error:
-        raise ValueError(f"not a checkpoint ({error})") from None
-    script = checkpoint.get("script") if isinstance(checkpoint, dict) else None
-    if script != os.path.basename(__file__):
-        raise ValueError(f"not a {os.path.basename(__file__)} checkpoint (written by {script or 'an unknown program'})")
-    return checkpoint
-
-
-def load_checkpoint(path: str, device: torch.device):
-    """-> (the saved run's Args, a Learner holding its weights)."""
-    checkpoint = read_checkpoint(path, device)
-    saved_args = Args(**checkpoint["args"])
-    envs = make_env(saved_args, 1, device=device)
-    learner = build_learner(envs, saved_args, device)
-    envs.close()
-    load_weights(learner, checkpoint)
-    return saved_args, learner
-
-
-def load_weights(learner: Learner, checkpoint: dict):
-    for actor, state_dict in zip(learner.actors, checkpoint["actors"]):
-        actor.load_state_dict(state_dict)
-    learner.qf.load_state_dict(checkpoint["qf"])
-    learner.qf_target.load_state_dict(checkpoint["qf_target"])
-    with torch.no_grad():
-        for log_alpha, value in zip(learner.log_alphas, checkpoint["log_alphas"]):
-            log_alpha.copy_(value)
-
-
-# --resume continues a run under its own flags: only these may differ (a longer budget, the logging, the device)
-RESUME_MAY_CHANGE = {"resume", "total_timesteps", "save_model", "save_buffer", "eval_interval", "eval_episodes", "track"}
-RESUME_MAY_CHANGE |= {"wandb_project_name", "wandb_entity", "capture_video", "cuda", "torch_deterministic", "matmul_precision"}
-RESUME_MAY_CHANGE |= {"log_interval", "compile", "cudagraphs"}
-
-
-def resume_training(path: str, learner: Learner, args: Args, device: torch.device) -> int:
-    """Restores a --resume checkpoint into `learner`: weights, target, temperatures, optimisers and the global random
-    generators, so that the run continues where it stopped. -> the saved global step."""
-    checkpoint = read_checkpoint(path, device)
-    changed = [
-        name
-        for name, value in checkpoint["args"].items()
-        if name not in RESUME_MAY_CHANGE and getattr(args, name, None) != value
-    ]
-    if changed:
-        saved = ", ".join(f"--{name.replace('_', '-')} {checkpoint['args'][name]}" for name in changed)
-        raise ValueError(f"the checkpoint's run had {saved}; resume with the run's own flags")
-    if checkpoint["global_step"] >= args.total_timesteps:
-        raise ValueError(f"the checkpoint is at step {checkpoint['global_step']}: raise --total-timesteps to continue")
-    load_weights(learner, checkpoint)
-    for optimizer, state in zip(learner.actor_optimizers, checkpoint["actor_optimizers"]):
-        optimizer.load_state_dict(state)
-    learner.q_optimizer.load_state_dict(checkpoint["q_optimizer"])
-    for optimizer, state in zip(learner.alpha_optimizers or [], checkpoint["alpha_optimizers"]):
-        optimizer.load_state_dict(state)
-    random.setstate(checkpoint["rng"][0])
-    np.random.set_state(checkpoint["rng"][1])
-    torch.set_rng_state(checkpoint["rng"][2].cpu())
-    if checkpoint["cuda_rng"] is not None and args.cuda:
-        torch.cuda.set_rng_state_all([state.cpu() for state in checkpoint["cuda_rng"]])
-    return checkpoint["global_step"]
-
-
-def save_buffer(run_dir: str, rb, global_step: int):
-    torch.save({"global_step": global_step, "buffer": rb}, f"{run_dir}/replay_buffer.pt.tmp")
-    os.replace(f"{run_dir}/replay_buffer.pt.tmp", f"{run_dir}/replay_buffer.pt")
-
-
-def load_buffer(run_dir: str, global_step: int, device: torch.device):
-    """The replay buffer saved with the checkpoint at `global_step`, or None (none saved, or saved at another step).
-
-    The resumed envs start new episodes, so each env's last stored transition becomes a truncation: its n-step returns
-    stop there and bootstrap from its true next state, instead of running on into the next episode's rewards."""
-    if not os.path.isfile(f"{run_dir}/replay_buffer.pt"):
-        return None
-    saved = torch.load(f"{run_dir}/replay_buffer.pt", map_location=device, weights_only=False)
-    if saved["global_step"] != global_step:
-        return None
-    rb = saved["buffer"]  # its tensors are on this run's device (map_location)
-    rb.episode_ends[rb.env_index, rb.heads - 1] = True  # an episode end, not a termination: the target bootstraps
-    return rb
-
-
-def check_args(args: Args):
-    """Bad flag combinations end the run with one line naming what is valid."""
-    positive = ("total_timesteps", "num_envs", "buffer_size", "batch_size", "train_interval", "gradient_steps", "n_step")
-    for name in positive + ("hidden_dim", "eval_interval", "eval_episodes"):
-        if getattr(args, name) <= 0:
-            raise ValueError(f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
-    if not 0 < args.tau <= 1:
-        raise ValueError(f"--tau must be in (0, 1], got {args.tau}")
-    if not 0 <= args.gamma <= 1:
-        raise ValueError(f"--gamma must be in [0, 1], got {args.gamma}")
-    for name in ("policy_lr", "q_lr", "alpha_lr"):
-        if not 0 <= getattr(args, name) < math.inf:
-            raise ValueError(f"--{name.replace('_', '-')} must be a finite number >= 0, got {getattr(args, name)}")
-    if not 0 < args.alpha < math.inf:
-        raise ValueError(f"--alpha must be positive and finite (the initial value with --autotune), got {args.alpha}")
-    if not args.exp_name or os.sep in args.exp_name:
-        raise ValueError(f"--exp-name names the run and its checkpoint file: no {os.sep!r}, got {args.exp_name!r}")
-    if args.buffer_size // args.num_envs <= args.n_step:
-        raise ValueError("--buffer-size / --num-envs must exceed --n-step")
-    if args.buffer_size < args.batch_size:
-        raise ValueError(f"--buffer-size ({args.buffer_size}) must be at least --batch-size ({args.batch_size})")
-    if args.eval_checkpoint is None and args.total_timesteps % args.num_envs:
-        lower = args.total_timesteps // args.num_envs * args.num_envs
-        raise ValueError(
-            f"--total-timesteps must be a multiple of --num-envs {args.num_envs}: "
-            f"{lower or args.num_envs} or {lower + args.num_envs}"
-        )
-    if args.eval_checkpoint is None and args.total_timesteps <= args.learning_starts:
-        raise ValueError(
-            f"--total-timesteps ({args.total_timesteps}) must exceed --learning-starts ({args.learning_starts}), "
-            "or nothing is trained"
-        )
-    if args.resume is not None and (args.eval_checkpoint is not None or not os.path.isfile(args.resume)):
-        raise ValueError(f"--resume {args.resume!r} is not a file" if args.eval_checkpoint is None else "--resume trains")
-    if args.save_buffer and not (args.save_model or args.resume):
-        raise ValueError("--save-buffer writes the buffer beside the checkpoint: add --save-model")
-    if args.cuda and not torch.cuda.is_available():
-        raise ValueError("--cuda was given but torch.cuda.is_available() is False; drop --cuda to train on the CPU")
-    if args.capture_video:
-        try:
-            import moviepy  # noqa: F401  (gymnasium's save_video needs it; check before any long work)
-        except ImportError:
-            raise ValueError("--capture-video needs moviepy: pip install moviepy") from None
-    if args.track:
-        try:
-            import wandb  # noqa: F401
-        except ImportError:
-            raise ValueError("--track needs wandb: pip install wandb") from None
-
-
-def check_finite(metrics: Optional[dict], actions: torch.Tensor, global_step: int):
-    """A non-finite update poisons the parameters, so the latest losses or the actions show it: one line names it."""
-    for name in ("qf1_loss", "qf2_loss", "actor_loss", "alpha_loss"):
-        if metrics is not None and metrics[name] is not None and not torch.isfinite(metrics[name]):
-            raise FloatingPointError(
-                f"losses/{name} is {metrics[name].item()} at global_step={global_step}; "
-                "stopping instead of training on it (try lower learning rates)"
-            )
+def check_finite_actions(run, actions: torch.Tensor, global_step: int):
+    """A non-finite update poisons the actors, so their actions show it (Run.log_losses checks the losses)."""
     if not torch.isfinite(actions).all():
-        raise FloatingPointError(
-            f"the actions are not finite at global_step={global_step}; stopping (try lower learning rates)"
+        run.writer.close()
+        raise SystemExit(
+            f"error: the actions are not finite at global_step={global_step}; stopping (try lower learning rates)"
         )
-
-
-def make_run_dir(run_name: str) -> str:
-    """Creates runs/{run_name} and returns the name. A run started in the same second with the same env and seed gets
-    a suffix (_2, _3, ...) instead of mixing its logs and checkpoint into the other's folder."""
-    for name in itertools.chain([run_name], (f"{run_name}_{k}" for k in itertools.count(2))):
-        with contextlib.suppress(FileExistsError):
-            os.makedirs(f"runs/{name}")
-            return name
-
-
-def progress_line(
-    global_step: int, total_timesteps: int, recent_sps: float, recent_return: Optional[float], warming_up: bool
-) -> str:
-    """How far along the run is, how fast it went lately, how well it does, and how long it still needs."""
-    seconds_left = int((total_timesteps - global_step) / max(recent_sps, 1e-9))
-    hours, minutes = divmod(seconds_left // 60, 60)
-    left = f"~{hours}h{minutes:02d}m" if hours else f"~{minutes}m{seconds_left % 60:02d}s"
-    if warming_up:  # no update yet: the warm-up runs far faster than training, so its speed tells nothing
-        left = "unknown until training starts"
-    returns = "n/a" if recent_return is None else f"{recent_return:.2f}"
-    return (
-        f"global_step={global_step}/{total_timesteps} ({100 * global_step / total_timesteps:.1f}%), SPS={recent_sps:.0f}, "
-        f"recent episodic_return={returns}, time left {left}"
-    )
 
 
 if __name__ == "__main__":
-    args = tyro.cli(Args)
-    try:
-        if args.capture_video:  # before check_args, which would ask for moviepy
-            raise ValueError("--capture-video is not supported by this script (batched on-device envs)")
-        check_args(args)
-        if args.log_interval <= 0:
-            raise ValueError(f"--log-interval must be positive, got {args.log_interval}")
-        if args.episode_length is not None and args.episode_length <= 0:
-            raise ValueError(f"--episode-length must be positive, got {args.episode_length}")
-        if args.cudagraphs and not args.cuda:
-            raise ValueError(
-                "--cudagraphs needs a GPU (CUDA graphs do not exist on the CPU): add --cuda, or use --compile alone"
-            )
-        device = torch.device("cuda" if args.cuda else "cpu")
-        if args.eval_checkpoint is None:
+    args = parse_args(Args, __file__, no_video="batched on-device envs")
+    device = torch.device("cuda" if args.cuda else "cpu")
+    if args.eval_checkpoint is None:
+        with one_line_errors():  # a bad env id ends the run here, before anything is written
             envs = make_env(args, args.num_envs, args.seed, device)
-            if args.share_param and (len(set(envs.obs_dims)) > 1 or len(set(envs.act_dims)) > 1):
-                raise ValueError(
-                    f"--share-param needs equal agent spaces; {args.env_id} has obs dims {envs.obs_dims} "
-                    f"and action dims {envs.act_dims}"
-                )
-    except ValueError as error:
-        raise SystemExit(f"error: {error}") from None
 
     # TRY NOT TO MODIFY: seeding
     random.seed(args.seed)
@@ -1097,117 +800,38 @@ if __name__ == "__main__":
     torch.backends.cudnn.deterministic = args.torch_deterministic
     torch.set_float32_matmul_precision(args.matmul_precision)
 
-    if args.eval_checkpoint is not None:
-        try:
-            if read_checkpoint(args.eval_checkpoint, device)["args"]["env_id"] in DEXHANDS_EPISODE_STEPS:  # before any env
-                raise ValueError(
-                    "Bi-DexHands checkpoints cannot be evaluated here (Isaac Gym holds one simulation per process)"
-                )
-            saved_args, learner = load_checkpoint(args.eval_checkpoint, device)
+    if args.eval_checkpoint is not None:  # evaluate a saved VMAS run, then stop
+        loading_errors = (OSError, KeyError, TypeError, RuntimeError, ValueError)  # a missing, foreign or stale file
+        with one_line_errors(f"cannot evaluate checkpoint {args.eval_checkpoint!r}: ", loading_errors):
+            saved_args, learner = load_learner(
+                args.eval_checkpoint, __file__, Args, functools.partial(learner_to_evaluate, device=device)
+            )
             eval_envs = make_env(saved_args, args.eval_episodes, args.seed, device)
-        except (OSError, KeyError, TypeError, RuntimeError, ValueError) as error:
-            raise SystemExit(f"error: cannot evaluate checkpoint {args.eval_checkpoint!r}: {error}") from None
-        returns = torch.tensor(evaluate(learner, eval_envs, args.eval_episodes, args.seed, device))
-        mean, std = returns.mean().item(), returns.std(unbiased=False).item()
+        returns = evaluate(learner, eval_envs, args.eval_episodes, args.seed, device)
+        mean, std = np.mean(returns), np.std(returns)
         print(f"{saved_args.env_id}: eval/episodic_return {mean:.2f} +- {std:.2f} over {len(returns)} episodes")
         sys.exit(0)
 
-    # ALGO LOGIC: the learner, the replay memory and the evaluation envs
+    # ALGO LOGIC: the learner (eager, compiled or CUDA-graphed), the on-device replay memory and the evaluation envs
     learner = build_learner(envs, args, device)
     update = make_update(learner, args.compile, args.cudagraphs)
     policy = make_act(learner, args.compile, args.cudagraphs)
     n_agents, act_dim = envs.n_agents, envs.act_dim
     rb = ReplayBuffer(args.buffer_size, args.num_envs, envs.state_dim, n_agents * act_dim, args.n_step, args.gamma, device)
-
-    def sample_batch() -> Batch:  # the stored states -> every agent's observation (both are slices of the state)
-        state, actions, rewards, next_state, terminations, discounts = rb.sample(args.batch_size)
-        return Batch(
-            observations_from_state(state, envs.obs_index),
-            state,
-            actions.view(-1, n_agents, act_dim),
-            rewards,
-            observations_from_state(next_state, envs.obs_index),
-            next_state,
-            terminations,
-            discounts,
-        )
-
     # Isaac Gym holds one simulation per process, so Bi-DexHands runs no separate evaluation
     # (the official configs turn it off too): its curve is the training episodes' returns.
     eval_envs = make_env(args, args.eval_episodes, args.seed + 10_000, device) if isinstance(envs, VmasEnv) else None
 
-    # the run dir comes last, so that a failure while building the above leaves nothing under runs/
-    if args.resume:  # the same run dir: its logs continue in the same curves
-        run_dir, args.save_model = os.path.dirname(os.path.abspath(args.resume)), True
-    else:
-        run_dir = "runs/" + make_run_dir(f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}")
-    run_name = os.path.basename(run_dir)
-    model_path = f"{run_dir}/{args.exp_name}.cleanrl_model"
-
-    def run_evaluation(global_step: int):
-        if eval_envs is not None:
-            returns = torch.tensor(evaluate(learner, eval_envs, args.eval_episodes, args.seed + 10_000, device))
-            writer.add_scalar("eval/episodic_return", returns.mean().item(), global_step)
-            print(f"global_step={global_step}, eval/episodic_return={returns.mean().item():.2f}")
-        if args.save_model:
-            save_checkpoint(model_path, learner, args, global_step)
-
-    # Ctrl-C and SIGTERM (a scheduler's stop) end the run after the current iteration, so that the checkpoint holds a
-    # whole update; a second Ctrl-C stops at once. A repeated SIGTERM only asks again: a process group's SIGTERM and
-    # benchmark/run.py's copy of it are one request.
-    stop_signals = []
-
-    def request_stop(signum, frame):
-        stop_signals.append(signum)
-        if stop_signals.count(signal.SIGINT) > 1:
-            raise KeyboardInterrupt
-
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
-
-    # TRY NOT TO MODIFY: start the game, or continue it (--resume): after the reset, which may seed the generators
+    # TRY NOT TO MODIFY: start the game, or continue it (--resume restores the step, the learner, the generators and the
+    # buffer: after the reset, which may seed the generators)
     obs, state, _ = envs.reset(seed=args.seed)
-    global_step, learning_starts = 0, args.learning_starts
-    if args.resume:
-        try:
-            global_step = resume_training(args.resume, learner, args, device)
-        except (OSError, KeyError, TypeError, RuntimeError, ValueError) as error:
-            raise SystemExit(f"error: cannot resume from {args.resume!r}: {error}") from None
-        saved_rb = load_buffer(run_dir, global_step, device)
-        if saved_rb is None:  # no buffer of this step: a fresh warm-up refills it, acting with the restored policies
-            learning_starts = global_step + args.learning_starts
-            if learning_starts >= args.total_timesteps:
-                print(f"warning: without its buffer the run warms up again to step {learning_starts}, so it will not train")
-        rb = rb if saved_rb is None else saved_rb
-        print(f"resumed at global_step={global_step} in {run_dir}, {'without' if saved_rb is None else 'with'} its buffer")
-    if args.track:  # after --resume read its checkpoint (a bad one leaves the wandb run alone), before the writer
-        import wandb
-
-        wandb.init(
-            project=args.wandb_project_name,
-            entity=args.wandb_entity,
-            sync_tensorboard=True,
-            config=vars(args),
-            name=run_name,
-            id=run_name,  # with resume="allow", a --resume run (the same run dir) continues the same wandb run
-            resume="allow",
-            save_code=True,
-        )
-    from torch.utils.tensorboard import SummaryWriter
-
-    # a resumed run's curves continue: purge_step drops what a killed run logged after its checkpoint
-    writer = SummaryWriter(run_dir, purge_step=global_step + 1 if args.resume else None)
-    writer.add_text(
-        "hyperparameters", "|param|value|\n|-|-|\n%s" % ("\n".join([f"|{key}|{value}|" for key, value in vars(args).items()]))
-    )
-    start_time, start_step = time.time(), global_step
+    run = start_run(args, __file__, learner, rb, device)
+    rb, global_step, metrics = run.rb, run.global_step, None
     action_low, action_high = envs.action_low, envs.action_high  # [N, act_dim], 0 on padded dims
     # running sums on the device, read only at log time: [E] per env, scalars over finished episodes
     episode_return, episode_length = torch.zeros(args.num_envs, device=device), torch.zeros(args.num_envs, device=device)
     finished_returns, finished_lengths, finished_episodes = (torch.zeros((), device=device) for _ in range(3))
-    last_eval, last_log, metrics, exit_status = global_step, global_step, None, 0
-    log_step, log_time = global_step, start_time
-    try:
+    with run.graceful_stop():
         for iteration in range(global_step // args.num_envs + 1, args.total_timesteps // args.num_envs + 1):
             # ALGO LOGIC: put action logic here
             if global_step < args.learning_starts:
@@ -1218,8 +842,10 @@ if __name__ == "__main__":
             # TRY NOT TO MODIFY: execute the game and log data.
             try:
                 next_obs, next_state, _, rewards, terminations, truncations, infos = envs.step(actions)
-            except Exception:  # VMAS refuses non-finite actions: say which loss went non-finite instead of its assert
-                check_finite(metrics, actions, global_step)
+            except Exception:  # VMAS refuses non-finite actions: name the non-finite loss instead of its assert
+                if metrics is not None:
+                    run.log_losses(metrics, global_step)
+                check_finite_actions(run, actions, global_step)
                 raise
             valid = infos["valid"]
             global_step += args.num_envs
@@ -1238,58 +864,32 @@ if __name__ == "__main__":
 
             # TRY NOT TO MODIFY: logging, the one place the loop waits for the device (.item()), every log_interval env
             # steps; before the training phase, so that training's own speed window starts after it.
-            if global_step // args.log_interval > last_log // args.log_interval:
-                last_log, now, mean_return = global_step, time.time(), None
-                writer.add_scalar("charts/SPS", int((global_step - start_step) / (now - start_time)), global_step)
-                recent_sps, log_step, log_time = (global_step - log_step) / (now - log_time), global_step, now
+            if global_step // args.log_interval > (global_step - args.num_envs) // args.log_interval:
+                run.recent_returns.clear()  # the progress line's return: the mean of this log window's episodes
                 if finished_episodes.item() > 0:
                     mean_return = (finished_returns / finished_episodes).item()
-                    writer.add_scalar("charts/episodic_return", mean_return, global_step)
-                    writer.add_scalar("charts/episodic_length", (finished_lengths / finished_episodes).item(), global_step)
+                    run.log_episodes(global_step, [mean_return], [(finished_lengths / finished_episodes).item()])
                     finished_returns.zero_(), finished_lengths.zero_(), finished_episodes.zero_()
                 if metrics is not None:
-                    check_finite(metrics, actions, global_step)
-                    for name in ("qf1_values", "qf1_loss", "qf2_loss", "actor_loss", "entropy", "alpha_loss"):
-                        if metrics[name] is not None:  # alpha_loss: None with a fixed temperature
-                            writer.add_scalar(f"losses/{name}", metrics[name].item(), global_step)
-                    writer.add_scalar("losses/alpha", metrics["alphas"].mean().item(), global_step)
-                    for i, alpha in enumerate(metrics["alphas"].tolist()):
-                        writer.add_scalar(f"losses/alpha/agent_{i}", alpha, global_step)
-                print(progress_line(global_step, args.total_timesteps, recent_sps, mean_return, metrics is None))
+                    run.log_losses(metrics, global_step)
+                    check_finite_actions(run, actions, global_step)
+                run.progress(global_step)
 
             # ALGO LOGIC: training.
-            if global_step > learning_starts and iteration % args.train_interval == 0:
-                if metrics is None:
-                    print(f"global_step={global_step}, warm-up done: training starts")
-                    log_step, log_time = global_step, time.time()  # time left: from training alone
+            if global_step > run.learning_starts and iteration % args.train_interval == 0:
+                run.end_warm_up(global_step)  # its losses are read at the next log time, not here: no wait for the device
                 for _ in range(args.gradient_steps):
                     agent_order = list(range(n_agents)) if args.fixed_order else random.sample(range(n_agents), n_agents)
-                    metrics = update(sample_batch(), agent_order, args.tau)
+                    metrics = update(sample_batch(rb, args.batch_size, envs), agent_order, args.tau)
 
-            if global_step // args.eval_interval > last_eval // args.eval_interval:
-                run_evaluation(global_step)
-                last_eval = global_step
-            if stop_signals:
-                raise KeyboardInterrupt
-        if last_eval != global_step:
-            run_evaluation(global_step)
-    except KeyboardInterrupt:
-        print(f"interrupted at global_step={global_step}")
-        exit_status = 128 + stop_signals[0]  # 130 / 143, as a shell reports it: a sweep tells it from a finished run
-    except FloatingPointError as error:
-        raise SystemExit(f"error: {error}") from None
-    finally:  # the run has stopped: a further Ctrl-C or SIGTERM no longer cuts its closing and its saves short
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        envs.close()
-        if eval_envs is not None:
-            eval_envs.close()
-        writer.close()
-    if args.save_model:
-        save_checkpoint(model_path, learner, args, global_step)
-        print(f"model saved; evaluate it with: python {os.path.basename(__file__)} --eval-checkpoint {model_path}")
-        if args.save_buffer:
-            print(f"writing the replay buffer to {run_dir}/replay_buffer.pt")
-            save_buffer(run_dir, rb, global_step)
-        print(f"continue it with: python {os.path.basename(__file__)} [the same flags] --resume {model_path}")
-    sys.exit(exit_status)
+            if run.evaluation_due(global_step):
+                if eval_envs is not None:
+                    returns = evaluate(learner, eval_envs, args.eval_episodes, args.seed + 10_000, device)
+                    run.log_evaluation(global_step, returns)
+                run.save(global_step)
+            if run.stop_requested:
+                break
+    envs.close()
+    if eval_envs is not None:
+        eval_envs.close()
+    run.finish(global_step)

@@ -50,11 +50,14 @@ def load_learner_state(learner, states: dict):
         if len(values) != len(saved):
             raise ValueError(f"the checkpoint holds {len(saved)} {name}, this run has {len(values)}")
         for item, item_state in zip(values, saved):
-            if isinstance(item, torch.Tensor):
-                with torch.no_grad():
-                    item.copy_(item_state)
-            else:
-                item.load_state_dict(item_state)
+            try:
+                if isinstance(item, torch.Tensor):
+                    with torch.no_grad():
+                        item.copy_(item_state)
+                else:
+                    item.load_state_dict(item_state)
+            except (RuntimeError, KeyError, TypeError) as error:  # shapes or names from other code: one line, not a trace
+                raise ValueError(f"its {name} do not fit this run's: {' '.join(str(error).split())}") from None
 
 
 def save_checkpoint(path: str, script: str, args, global_step: int, learner):

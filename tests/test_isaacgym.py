@@ -3,6 +3,7 @@ against eager, the on-device n-step replay buffer, the VMAS adapter and bad inpu
 
 import ast
 import copy
+import functools
 import importlib
 import importlib.util
 import random
@@ -25,6 +26,9 @@ from conftest import (
     run_dir,
     run_script,
 )
+
+from hasac_utils.checkpoints import load_learner
+from hasac_utils.runs import make_run_dir
 
 ISAACGYM = ROOT / "hasac_isaacgym.py"
 isaacgym = importlib.import_module("hasac_isaacgym")
@@ -88,12 +92,14 @@ def test_smoke_transport(tmp_path):
 
 
 def test_script_parses_as_python_38():
-    """Isaac Gym runs on Python 3.8. The check itself must catch 3.9+ syntax (it does for these two; it is
-    best-effort, so the script also avoids 3.9+ library calls by hand)."""
+    """Isaac Gym runs on Python 3.8: the script and the hasac_utils modules it imports. The check itself must catch
+    3.9+ syntax (it does for these two; it is best-effort, so they also avoid 3.9+ library calls by hand)."""
     for newer in ("with (open('a') as a, open('b') as b):\n    pass\n", "match x:\n    case 1:\n        pass\n"):
         with pytest.raises(SyntaxError):
             ast.parse(newer, feature_version=(3, 8))
-    ast.parse(ISAACGYM.read_text(), feature_version=(3, 8))
+    utils = ["__init__.py", "runs.py", "checkpoints.py", "evaluation.py", "envs/__init__.py", "envs/dexhands.py"]
+    for path in [ISAACGYM, *(ROOT / "hasac_utils" / name for name in utils)]:
+        ast.parse(path.read_text(), feature_version=(3, 8))
 
 
 def _vmas_spec(scenario="transport", num_envs=4):
@@ -445,6 +451,12 @@ def test_evaluation_leaves_the_training_random_streams_alone():
     assert np.array_equal(evaluated[2], quiet[2]) and evaluated[3] == quiet[3]
 
 
+def _load_to_evaluate(path: str):
+    """-> (saved Args, Learner) as --eval-checkpoint loads them: the script's builder, on the CPU."""
+    build = functools.partial(isaacgym.learner_to_evaluate, device=torch.device("cpu"))
+    return load_learner(path, str(ISAACGYM), isaacgym.Args, build)
+
+
 @pytest.fixture(scope="module")
 def transport_checkpoint(tmp_path_factory):
     cwd = tmp_path_factory.mktemp("transport")
@@ -456,7 +468,7 @@ def transport_checkpoint(tmp_path_factory):
 def test_save_model_then_eval_checkpoint(transport_checkpoint):
     cwd, checkpoint, result = transport_checkpoint
     assert f"--eval-checkpoint {checkpoint.relative_to(cwd)}" in result.stdout
-    saved_args, learner = isaacgym.load_checkpoint(str(checkpoint), torch.device("cpu"))
+    saved_args, learner = _load_to_evaluate(str(checkpoint))
     assert saved_args.env_id == "transport" and saved_args.episode_length == 20 and len(learner.actors) == 4
     evaluated = run_script(cwd, "--eval-checkpoint", str(checkpoint.relative_to(cwd)), "--eval-episodes", "3", script=ISAACGYM)
     assert_ok(evaluated)
@@ -473,7 +485,7 @@ def test_a_gpu_runs_checkpoint_loads_and_evaluates_on_the_cpu(transport_checkpoi
     saved = torch.load(checkpoint, weights_only=False)
     saved["args"]["cuda"] = True
     torch.save(saved, tmp_path / "gpu.cleanrl_model")
-    saved_args, learner = isaacgym.load_checkpoint(str(tmp_path / "gpu.cleanrl_model"), torch.device("cpu"))
+    saved_args, learner = _load_to_evaluate(str(tmp_path / "gpu.cleanrl_model"))
     assert saved_args.cuda and all(p.device.type == "cpu" for p in learner.qf.parameters())
     result = run_script(tmp_path, "--eval-checkpoint", "gpu.cleanrl_model", "--eval-episodes", "2", script=ISAACGYM)
     assert_ok(result)
@@ -498,6 +510,18 @@ def test_eval_checkpoint_of_a_non_checkpoint_or_another_scripts_checkpoint(tmp_p
     torch.save({"script": "hasac_continuous.py", "args": {"env_id": "Ant-4x2"}}, tmp_path / "c.cleanrl_model")
     result = run_script(tmp_path, "--eval-checkpoint", "c.cleanrl_model", script=ISAACGYM)
     assert_one_line_error(result, ["not a hasac_isaacgym.py checkpoint (written by hasac_continuous.py)"], tmp_path)
+
+
+def test_eval_checkpoint_of_a_missing_or_stale_file(transport_checkpoint, tmp_path):
+    """A typo in the path, or a checkpoint whose run had a flag this version no longer has: one line, no traceback."""
+    result = run_script(tmp_path, "--eval-checkpoint", "missing.cleanrl_model", script=ISAACGYM)
+    assert_one_line_error(result, ["cannot evaluate checkpoint 'missing.cleanrl_model'", "No such file"], tmp_path)
+    _, checkpoint, _ = transport_checkpoint
+    saved = torch.load(checkpoint, weights_only=False)
+    saved["args"]["a_removed_flag"] = 1
+    torch.save(saved, tmp_path / "stale.cleanrl_model")
+    result = run_script(tmp_path, "--eval-checkpoint", "stale.cleanrl_model", script=ISAACGYM)
+    assert_one_line_error(result, ["cannot evaluate checkpoint 'stale.cleanrl_model'", "a_removed_flag"], tmp_path)
 
 
 @pytest.mark.parametrize("signal_name, exit_status", [("SIGINT", 130), ("SIGTERM", 143)])
@@ -543,7 +567,7 @@ def test_impossible_budgets_one_line_error(tmp_path, args, expected):
 
 
 def test_run_dirs_never_collide(tmp_path):
-    names = [isaacgym.make_run_dir("transport__hasac_isaacgym__1__1700000000") for _ in range(2)]
+    names = [make_run_dir("transport__hasac_isaacgym__1__1700000000") for _ in range(2)]
     assert names == ["transport__hasac_isaacgym__1__1700000000", "transport__hasac_isaacgym__1__1700000000_2"]
 
 

@@ -94,6 +94,9 @@ def test_a_checkpoint_of_another_shape_or_program_is_refused_in_one_line(tmp_pat
     shared = toy_learner(0)._replace(actors=[nn.Linear(3, 2)])  # one actor where the checkpoint has two
     with pytest.raises(ValueError, match="the checkpoint holds 2 actors, this run has 1"):
         load_learner_state(shared, read_checkpoint(path, "hasac_toy.py", torch.device("cpu"))["learner"])
+    wider = toy_learner(0)._replace(actors=[nn.Linear(3, 2), nn.Linear(5, 4)])  # another --hidden-dim, say
+    with pytest.raises(ValueError, match=r"its actors do not fit this run's: .*size mismatch for weight"):
+        load_learner_state(wider, read_checkpoint(path, "hasac_toy.py", torch.device("cpu"))["learner"])
     with pytest.raises(ValueError, match=r"not a hasac_other.py checkpoint \(written by hasac_toy.py\)"):
         read_checkpoint(path, "hasac_other.py", torch.device("cpu"))
     (tmp_path / "notes.txt").write_text("not a checkpoint")
