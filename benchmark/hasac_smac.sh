@@ -5,7 +5,7 @@
 #
 # Usage (from anywhere):   bash benchmark/hasac_smac.sh
 #   BACKEND=smax               smax (default; jaxmarl, CPU, no game): the five of the paper's maps SMAX has
-#                              sc2: the real SMAC on StarCraft II, all eight maps (see SC2_INSTALL in hasac_smac.py)
+#                              sc2: the real SMAC on StarCraft II, all eight maps (see SC2_INSTALL in hasac_utils/envs/starcraft2.py)
 #   SEEDS="1 2 3"              seeds per map
 #   MAPS="3s5z 5m_vs_6m"       a subset of the backend's maps below (default: all of them)
 #   TOTAL_TIMESTEPS=10000000   env steps per run (default: the paper's budget for each map)
