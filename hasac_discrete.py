@@ -27,7 +27,7 @@ import torch.nn.functional as F
 import torch.optim as optim
 from stable_baselines3.common.buffers import NStepReplayBuffer
 
-from hasac_utils.checkpoints import load_learner
+from hasac_utils.checkpoints import built_on_one_env, load_learner
 from hasac_utils.evaluation import check_rendering, episode_shares, training_rng_preserved
 from hasac_utils.runs import one_line_errors, parse_args, render_video, start_run
 
@@ -759,9 +759,8 @@ if __name__ == "__main__":
 
     if args.eval_checkpoint is not None:  # evaluate (and with --capture-video, record) a saved run, then stop
         with one_line_errors(f"cannot load checkpoint {args.eval_checkpoint!r}: "):
-            saved_args, learner = load_learner(
-                args.eval_checkpoint, __file__, Args, lambda a: build_learner(make_env(a, 1), a, device)
-            )
+            build = built_on_one_env(make_env, build_learner, device)
+            saved_args, learner = load_learner(args.eval_checkpoint, __file__, Args, build)
         with one_line_errors():
             if args.capture_video:
                 check_rendering(make_env, saved_args, hint=None)
@@ -831,6 +830,7 @@ if __name__ == "__main__":
 
             # ALGO LOGIC: training.
             if global_step > run.learning_starts and iteration % args.train_interval == 0:
+                run.end_warm_up(global_step)
                 for _ in range(args.gradient_steps):
                     batch = sample_batch(rb, args.batch_size, envs)
                     agent_order = np.arange(n_agents) if args.fixed_order else np.random.permutation(n_agents)

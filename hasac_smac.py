@@ -14,7 +14,6 @@ critic state (FP), Huber loss and value normalisation, and the win rate.
     python hasac_smac.py --env-id MMM2 --backend sc2  # real StarCraft II: see hasac_utils/envs/starcraft2.py
 """
 
-import contextlib
 import functools
 import io
 import math
@@ -32,7 +31,7 @@ import torch.nn.functional as F
 import torch.optim as optim
 from stable_baselines3.common.buffers import NStepReplayBuffer
 
-from hasac_utils.checkpoints import load_learner
+from hasac_utils.checkpoints import built_on_one_env, load_learner
 from hasac_utils.evaluation import episode_shares, training_rng_preserved
 from hasac_utils.runs import one_line_errors, parse_args, start_run
 
@@ -891,13 +890,9 @@ if __name__ == "__main__":
     torch.set_float32_matmul_precision(args.matmul_precision)
 
     if args.eval_checkpoint is not None:  # evaluate a saved run, then stop
-
-        def build_saved_learner(saved_args: Args) -> Learner:  # sized by one env (StarCraft II: one game, closed again)
-            with contextlib.closing(make_env(saved_args, 1)) as sizing_envs:
-                return build_learner(sizing_envs, saved_args, device)
-
         with one_line_errors(f"cannot load checkpoint {args.eval_checkpoint!r}: "):
-            saved_args, learner = load_learner(args.eval_checkpoint, __file__, Args, build_saved_learner)
+            build = built_on_one_env(make_env, build_learner, device)
+            saved_args, learner = load_learner(args.eval_checkpoint, __file__, Args, build)
         with one_line_errors():
             eval_envs = make_env(saved_args, min(args.eval_episodes, saved_args.num_envs))
             wins = []
@@ -957,6 +952,7 @@ if __name__ == "__main__":
 
             # ALGO LOGIC: training.
             if global_step > run.learning_starts and iteration % args.train_interval == 0:
+                run.end_warm_up(global_step)
                 for _ in range(args.gradient_steps):
                     batch = sample_batch(rb, args.batch_size, envs, args.state_type, args.use_policy_active_masks)
                     agent_order = np.arange(n_agents) if args.fixed_order else np.random.permutation(n_agents)

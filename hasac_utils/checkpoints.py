@@ -5,6 +5,7 @@ state (every module, optimiser and tensor of the script's `Learner`, by field na
 Writes are atomic (a temporary file, then `os.replace`), so an interrupted save never leaves a truncated checkpoint.
 """
 
+import contextlib
 import os
 import pickle
 import random
@@ -43,7 +44,11 @@ def learner_state(learner) -> dict:
 
 def load_learner_state(learner, states: dict):
     """Loads `learner_state`'s output into a Learner built from the same Args, in place (so that compiled or
-    CUDA-graphed functions holding its tensors see the loaded values)."""
+    CUDA-graphed functions holding its tensors see the loaded values). ValueError (one line) for state that does not
+    fit: other fields, counts, names or shapes (a checkpoint of other code)."""
+    expected = learner_state(learner).keys()
+    if states.keys() != expected:
+        raise ValueError(f"it holds the learner state {sorted(states)}, this run's learner {sorted(expected)}")
     for name, state in states.items():
         value = getattr(learner, name)
         values, saved = (value, state) if isinstance(value, (list, tuple)) else ([value], [state])
@@ -52,11 +57,13 @@ def load_learner_state(learner, states: dict):
         for item, item_state in zip(values, saved):
             try:
                 if isinstance(item, torch.Tensor):
+                    if item.shape != item_state.shape:  # copy_ would broadcast
+                        raise RuntimeError(f"shape {tuple(item_state.shape)} where this run has {tuple(item.shape)}")
                     with torch.no_grad():
                         item.copy_(item_state)
                 else:
                     item.load_state_dict(item_state)
-            except (RuntimeError, KeyError, TypeError) as error:  # shapes or names from other code: one line, not a trace
+            except (RuntimeError, KeyError, TypeError, ValueError) as error:  # from other code: one line, not a trace
                 raise ValueError(f"its {name} do not fit this run's: {' '.join(str(error).split())}") from None
 
 
@@ -96,6 +103,17 @@ def saved_args(checkpoint: dict, Args):
         return Args(**checkpoint["args"])
     except TypeError as error:
         raise ValueError(f"its flags do not fit this script's Args ({error})") from None
+
+
+def built_on_one_env(make_env, build_learner, device):
+    """For load_learner: -> saved Args -> the Learner that `build_learner(envs, args, device)` builds for one env of
+    `make_env(args, 1)`, which is closed again (a MuJoCo model, a StarCraft II game)."""
+
+    def build(args):
+        with contextlib.closing(make_env(args, 1)) as envs:
+            return build_learner(envs, args, device)
+
+    return build
 
 
 def load_learner(path: str, script: str, Args, build_learner):

@@ -110,7 +110,7 @@ def check_args(args):
     if args.save_buffer and not (args.save_model or args.resume):
         raise ValueError("--save-buffer writes the buffer beside the checkpoint: add --save-model")
     if args.cuda and not torch.cuda.is_available():
-        raise ValueError("--cuda was given but torch.cuda.is_available() is False; drop --cuda to train on the CPU")
+        raise ValueError("--cuda is set but torch.cuda.is_available() is False; train on the CPU with --no-cuda")
     if getattr(args, "cudagraphs", False) and not args.cuda:
         raise ValueError("--cudagraphs needs a GPU (CUDA graphs do not exist on the CPU): add --cuda, or use --compile alone")
     if args.capture_video:
@@ -217,7 +217,6 @@ class Run:
 
     def log_losses(self, metrics: dict, global_step: int):
         """A training phase's last losses (hasac_update's tensors) as losses/*; a non-finite one ends the run."""
-        self.end_warm_up(global_step)
         for name in ("qf1_values", "qf1_loss", "qf2_loss", "actor_loss", "entropy", "alpha_loss"):
             if metrics[name] is None:  # alpha_loss: None with a fixed temperature
                 continue
@@ -234,9 +233,8 @@ class Run:
             self.writer.add_scalar(f"losses/alpha/agent_{i}", alpha, global_step)
 
     def end_warm_up(self, global_step: int):
-        """At the first training phase (later calls do nothing): says so, and the time left is from then on estimated
-        from training's own speed. log_losses calls it; a loop that reads its losses later (hasac_isaacgym.py's, at log
-        time only) calls it itself."""
+        """Called at each training phase, before its updates; the first call says so, and the time left is from then on
+        estimated from training's own speed (the warm-up runs far faster)."""
         if not self.trained:
             print(f"global_step={global_step}, warm-up done: training starts")
             self.trained, self.progress_step, self.progress_time = True, global_step, time.time()  # time left: training's
@@ -268,22 +266,15 @@ class Run:
 
     @contextlib.contextmanager
     def graceful_stop(self):
-        """Ctrl-C and SIGTERM (a scheduler's stop) end the training loop after the current iteration (it checks
-        `stop_requested`), so that the checkpoint holds a whole update; a second Ctrl-C stops at once. A repeated
-        SIGTERM only asks again: a process group's SIGTERM and benchmark/run.py's copy of it are one request. Once the
-        loop has stopped, neither signal cuts the closing saves short."""
-
-        def request_stop(signum, frame):
-            self.stop_signals.append(signum)
-            if self.stop_signals.count(signal.SIGINT) > 1:
-                raise KeyboardInterrupt
-
-        signal.signal(signal.SIGINT, request_stop)
-        signal.signal(signal.SIGTERM, request_stop)
+        """Around the training loop: a second Ctrl-C ends it at once, and then, as after any way out of it, neither
+        signal cuts the closing saves short. A loop that fails (an env crash) still leaves its logs written."""
         try:
             yield
         except KeyboardInterrupt:
             pass
+        except BaseException:
+            self.writer.close()  # TensorBoard would otherwise drop what it has not flushed (up to two minutes)
+            raise
         finally:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -302,7 +293,8 @@ class Run:
             if self.args.save_buffer:
                 print(f"writing the replay buffer to {self.run_dir}/replay_buffer.pt")
                 save_buffer(self.run_dir, self.rb, global_step)
-            print(f"continue it with: python {script} --resume {self.model_path}")
+            more = f" --total-timesteps <more than {global_step}>" if global_step >= self.args.total_timesteps else ""
+            print(f"continue it with: python {script} --resume {self.model_path}{more}")
         sys.exit(128 + self.stop_signals[0] if self.stop_signals else 0)
 
 
@@ -314,6 +306,18 @@ def start_run(args, script: str, learner, rb, device: torch.device) -> Run:
     at that step if there is one (else a fresh warm-up refills the buffer, acting with the restored policies). Then
     Weights & Biases (--track; a resumed run continues the same wandb run) and the TensorBoard writer (a resumed run's
     curves continue: purge_step drops what a killed run logged after its checkpoint)."""
+    # Ctrl-C and SIGTERM (a scheduler's stop), from here on, end the training loop after its current iteration (it
+    # checks `stop_requested`), so that the checkpoint holds a whole update; a second Ctrl-C stops at once. A repeated
+    # SIGTERM only asks again: a process group's SIGTERM and benchmark/run.py's copy of it are one request.
+    stop_signals = []
+
+    def request_stop(signum, frame):
+        stop_signals.append(signum)
+        if stop_signals.count(signal.SIGINT) > 1:
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
     global_step, learning_starts = 0, args.learning_starts
     if args.resume:
         run_dir, args.save_model = os.path.dirname(os.path.abspath(args.resume)), True
@@ -349,4 +353,4 @@ def start_run(args, script: str, learner, rb, device: torch.device) -> Run:
         "hyperparameters", "|param|value|\n|-|-|\n%s" % ("\n".join([f"|{key}|{value}|" for key, value in vars(args).items()]))
     )
     progress_interval = getattr(args, "log_interval", max(args.num_envs, min(10_000, args.total_timesteps // 10)))
-    return Run(args, script, learner, rb, run_dir, writer, global_step, learning_starts, progress_interval)
+    return Run(args, script, learner, rb, run_dir, writer, global_step, learning_starts, progress_interval, stop_signals)

@@ -27,7 +27,7 @@ from hasac_utils.checkpoints import (
     save_checkpoint,
     saved_args,
 )
-from hasac_utils.runs import Run, make_run_dir, progress_line
+from hasac_utils.runs import Run, make_run_dir, progress_line, start_run
 
 
 class ToyLearner(NamedTuple):
@@ -49,6 +49,10 @@ class ToyArgs:
     num_envs: int = 2
     save_model: bool = True
     save_buffer: bool = False
+    env_id: str = "toy"
+    learning_starts: int = 10
+    resume: Optional[str] = None
+    track: bool = False
 
 
 def toy_learner(seed: int) -> ToyLearner:
@@ -97,6 +101,12 @@ def test_a_checkpoint_of_another_shape_or_program_is_refused_in_one_line(tmp_pat
     wider = toy_learner(0)._replace(actors=[nn.Linear(3, 2), nn.Linear(5, 4)])  # another --hidden-dim, say
     with pytest.raises(ValueError, match=r"its actors do not fit this run's: .*size mismatch for weight"):
         load_learner_state(wider, read_checkpoint(path, "hasac_toy.py", torch.device("cpu"))["learner"])
+    without_norm = toy_learner(0)._replace(value_norm=None)  # a learner field the checkpoint has and this run lacks
+    with pytest.raises(ValueError, match=r"holds the learner state .*'value_norm'.*, this run's learner"):
+        load_learner_state(without_norm, read_checkpoint(path, "hasac_toy.py", torch.device("cpu"))["learner"])
+    wider_alpha = toy_learner(0)._replace(log_alphas=[torch.zeros(3), torch.zeros(())])  # copy_ would broadcast
+    with pytest.raises(ValueError, match=r"its log_alphas do not fit this run's: shape \(\) where this run has \(3,\)"):
+        load_learner_state(wider_alpha, read_checkpoint(path, "hasac_toy.py", torch.device("cpu"))["learner"])
     with pytest.raises(ValueError, match=r"not a hasac_other.py checkpoint \(written by hasac_toy.py\)"):
         read_checkpoint(path, "hasac_other.py", torch.device("cpu"))
     (tmp_path / "notes.txt").write_text("not a checkpoint")
@@ -179,20 +189,25 @@ def test_a_run_logs_episodes_losses_and_stops_on_a_non_finite_loss(tmp_path, cap
     assert "global_step=50/1000 (5.0%)" in capsys.readouterr().out
     metrics = {name: torch.tensor(1.0) for name in ("qf1_values", "qf1_loss", "qf2_loss", "actor_loss", "entropy")}
     metrics |= {"alpha_loss": None, "alphas": torch.tensor([0.1, 0.2])}
+    run.end_warm_up(60)
+    run.end_warm_up(80)
     run.log_losses(metrics, 60)
-    assert "global_step=60, warm-up done: training starts" in capsys.readouterr().out
+    assert capsys.readouterr().out == "global_step=60, warm-up done: training starts\n"  # once
     assert ("losses/alpha/agent_1", pytest.approx(0.2), 60) in run.writer.scalars
     with pytest.raises(SystemExit, match=r"^error: losses/qf2_loss is nan at global_step=80; stopping"):
         run.log_losses({**metrics, "qf2_loss": torch.tensor(float("nan"))}, 80)
     assert run.writer.closed
 
 
-def test_graceful_stop_waits_for_the_iteration_and_exits_with_the_signals_status(tmp_path, capsys):
-    run = toy_run(tmp_path)
+def test_graceful_stop_waits_for_the_iteration_and_exits_with_the_signals_status(tmp_path, monkeypatch, capsys):
+    """start_run takes the signals first thing (a stop while it resumes or starts wandb still saves), the loop inside
+    graceful_stop stops at its iteration's end, and the closing cannot be cut short."""
+    monkeypatch.chdir(tmp_path)
     previous = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     try:
+        run = start_run(ToyArgs(save_model=False), "hasac_toy.py", toy_learner(0), None, torch.device("cpu"))
+        os.kill(os.getpid(), signal.SIGTERM)  # before the loop: requested, not killed
         with run.graceful_stop():
-            os.kill(os.getpid(), signal.SIGTERM)
             os.kill(os.getpid(), signal.SIGTERM)  # a repeated SIGTERM is one request, not an immediate stop
             assert run.stop_requested
             os.kill(os.getpid(), signal.SIGINT)
@@ -202,11 +217,18 @@ def test_graceful_stop_waits_for_the_iteration_and_exits_with_the_signals_status
     finally:
         signal.signal(signal.SIGINT, previous[0])
         signal.signal(signal.SIGTERM, previous[1])
-    run.args.save_model = False
     with pytest.raises(SystemExit) as exit_info:
         run.finish(123)
     assert exit_info.value.code == 128 + signal.SIGTERM
     assert "interrupted at global_step=123" in capsys.readouterr().out
+
+
+def test_a_loop_that_fails_still_writes_its_logs(tmp_path):
+    run = toy_run(tmp_path)
+    with pytest.raises(RuntimeError, match="the env crashed"):
+        with run.graceful_stop():
+            raise RuntimeError("the env crashed")
+    assert run.writer.closed
 
 
 def test_a_finished_run_saves_and_says_how_to_continue(tmp_path, capsys):
@@ -216,7 +238,10 @@ def test_a_finished_run_saves_and_says_how_to_continue(tmp_path, capsys):
         run.finish(1000)
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    assert f"continue it with: python hasac_toy.py --resume {tmp_path}/toy.cleanrl_model" in out
+    assert (
+        f"continue it with: python hasac_toy.py --resume {tmp_path}/toy.cleanrl_model --total-timesteps <more than 1000>"
+        in out
+    )
     assert read_checkpoint(f"{tmp_path}/toy.cleanrl_model", "hasac_toy.py", torch.device("cpu"))["global_step"] == 1000
     assert torch.load(tmp_path / "replay_buffer.pt", weights_only=False)["buffer"].contents == "the buffer"
 
