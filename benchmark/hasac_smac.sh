@@ -38,12 +38,14 @@ COMMON="--backend $BACKEND --num-envs 20 --policy-lr 3e-4 --q-lr 5e-4 --batch-si
 # The auto-tuned temperatures' target entropy: the official runner's -0.98 log(1 / prod(space.shape)) is 0 for a Discrete
 # space (its shape is ()), so every temperature decays toward 0 (docs/hasac.md, deviation 2). --target-entropy-scale 0
 # reproduces that; the script's default (0.5 log of the available actions) kept SMAX 3m's training policies near
-# random: a training win rate of 0.00 through 300k env steps, against 0.45-0.54 with a target of 0 (docs/hasac.md, SMAX).
+# random (a training win rate of 0.00 through 150k env steps; docs/hasac.md, SMAX).
 COMMON="$COMMON --target-entropy-scale 0"
 # Auto-tuned temperatures (algo.auto_alpha) start where the official runner starts them, at log alpha 0 (alpha 1), on
 # SMAC's reward scale (a won battle returns 20). SMAX's rewards are a tenth of that (a win returns 2), and the policy
-# sees the temperature only relative to the rewards, so on SMAX they start at 0.1: the same start. From 1, SMAX 3m's
-# win rate stayed 0 for 300k steps (benchmark/quick.sh, 2 seeds); from 0.1 it rose within 120k.
+# sees the temperature only relative to the rewards, so on SMAX they start at 0.1: the same start. On SMAX 3m with the
+# official target (0) and updates (50 per 1000 env steps), from 0.1: a training win rate of 0.49 at 200k env steps and
+# 0.61 at 300k (1 seed; JaxMARL's MAPPO: 0.30-0.33 and 0.56). (From 1, with the default target and 10 updates, the
+# win rate stayed 0 for 300k steps, 2 seeds.)
 START_ALPHA=1.0
 [[ "$BACKEND" == smax ]] && START_ALPHA=0.1
 map_args() {

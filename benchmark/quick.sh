@@ -18,10 +18,10 @@
 #   mamujoco  MaMuJoCo Ant-4x2, 2 seeds x 150k with full-state observations (the script's default, the official
 #             env.agent_obsk 0 config), and 1 seed x 185k with --agent-obsk 1 (local observations: the setting of the
 #             official figures that docs/results/mamujoco.md sets beside ours) (hasac_mamujoco.sh's config)
-#   smax      SMAX 3m (JaxMARL's StarCraft), 2 seeds x 500k with the official SMAC config but --gradient-steps 10
-#             (a fifth of the official 50 updates per 1000 env steps, which took about 2 CPU-minutes per 10k env
-#             steps here: over 1.5 hours per run), the EP state (the script's default; the official FP costs more)
-#             and the initial temperature 0.01 (see below)
+#   smax      SMAX 3m (JaxMARL's StarCraft), 2 seeds x 500k with the official SMAC config and its 50 updates per 1000
+#             env steps (about 15 minutes per 100k env steps here: over an hour per run), but the EP state (the
+#             script's default; the official FP costs more) and the initial temperature scaled to SMAX's rewards
+#             (0.1; see below)
 #   vmas      VMAS balance and transport, 2 seeds x 256k (hasac_vmas.sh's config: the script's VMAS defaults), beside
 #             VMAS's own heuristic policies and random actions (benchmark/vmas_reference.py)
 #
@@ -43,16 +43,14 @@ has() { [[ " $PIECES " == *" $1 "* ]]; }
 commands=()
 # the longest runs first, so that the two workers finish close together
 if has smax; then
-    # hasac_smac.sh's COMMON (with the official target entropy, 0) and 3s5z args (gamma 0.99, n-step 20, auto alpha), but
-    # the temperature starts at 0.01, not the official 1: SMAX's rewards are a tenth of SMAC's (a won battle returns 2,
-    # against SMAC's 20), and with a fifth of the official updates the temperature also decays five times slower
-    # toward its target. From 0.1 (the reward-scaled official start), the training win rate stayed 0.00 for 300k steps
-    # (2 seeds); from 0.01 it was 0.44-0.50 by 200k (docs/hasac.md, SMAX).
+    # hasac_smac.sh's COMMON (the official target entropy, 0) and 3s5z args (gamma 0.99, n-step 20, auto alpha): the
+    # temperature starts at 0.1, not the official 1, as in hasac_smac.sh (SMAX's rewards are a tenth of SMAC's: a won
+    # battle returns 2, against 20). The official 50 updates matter: with 10, the temperature decays five times slower
+    # and from 0.1 the training win rate stayed 0.00 for 300k steps (2 seeds); with 50 it was 0.61 at 300k (docs/hasac.md).
     for seed in 1 2; do
         commands+=("python hasac_smac.py --env-id 3m --seed $seed --total-timesteps 500000 --num-envs 20 --gamma 0.99 \
---n-step 20 --autotune --alpha 0.01 --target-entropy-scale 0 --policy-lr 3e-4 --q-lr 5e-4 --batch-size 1000 \
---use-huber-loss --huber-delta 10 --use-valuenorm --gradient-steps 10 --eval-interval 20000 --eval-episodes 20 \
---exp-name quick_smax")
+--n-step 20 --autotune --alpha 0.1 --target-entropy-scale 0 --policy-lr 3e-4 --q-lr 5e-4 --batch-size 1000 \
+--use-huber-loss --huber-delta 10 --use-valuenorm --eval-interval 20000 --eval-episodes 20 --exp-name quick_smax")
     done
 fi
 if has mamujoco; then
