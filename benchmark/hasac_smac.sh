@@ -43,8 +43,8 @@ COMMON="$COMMON --target-entropy-scale 0"
 # Auto-tuned temperatures (algo.auto_alpha) start where the official runner starts them, at log alpha 0 (alpha 1), on
 # SMAC's reward scale (a won battle returns 20). SMAX's rewards are a tenth of that (a win returns 2), and the policy
 # sees the temperature only relative to the rewards, so on SMAX they start at 0.1: the same start. On SMAX 3m with the
-# official target (0) and updates (50 per 1000 env steps), from 0.1: a training win rate of 0.49 at 200k env steps and
-# 0.61 at 300k (1 seed; JaxMARL's MAPPO: 0.30-0.33 and 0.56). (From 1, with the default target and 10 updates, the
+# official target (0) and updates (50 per 1000 env steps), from 0.1: a training win rate of 0.45-0.49 at 200k env steps
+# (3 seeds) and 0.61 at 300k (1 seed); JaxMARL's MAPPO: 0.30-0.33 and 0.56. (From 1, with the default target and 10 updates, the
 # win rate stayed 0 for 300k steps, 2 seeds.)
 START_ALPHA=1.0
 [[ "$BACKEND" == smax ]] && START_ALPHA=0.1
