@@ -804,8 +804,7 @@ if __name__ == "__main__":
     torch.set_float32_matmul_precision(args.matmul_precision)
 
     if args.eval_checkpoint is not None:  # evaluate a saved VMAS run, then stop
-        loading_errors = (OSError, KeyError, TypeError, RuntimeError, ValueError)  # a missing, foreign or stale file
-        with one_line_errors(f"cannot evaluate checkpoint {args.eval_checkpoint!r}: ", loading_errors):
+        with one_line_errors(f"cannot evaluate checkpoint {args.eval_checkpoint!r}: "):  # missing, foreign, stale: one line
             saved_args, learner = load_learner(
                 args.eval_checkpoint, __file__, Args, functools.partial(learner_to_evaluate, device=device)
             )

@@ -28,12 +28,12 @@ from hasac_utils.checkpoints import (
 
 
 @contextlib.contextmanager
-def one_line_errors(prefix: str = "", errors: tuple = (ValueError,)):
-    """Bad input (a ValueError, or any of `errors`) ends the program with one `error:` line, never a traceback deep in
-    a library."""
+def one_line_errors(prefix: str = ""):
+    """Bad input (a ValueError, which hasac_utils also raises for unreadable, foreign or stale checkpoints) ends the
+    program with one `error:` line, never a traceback deep in a library."""
     try:
         yield
-    except errors as error:
+    except ValueError as error:
         raise SystemExit(f"error: {prefix}{error}") from None
 
 
