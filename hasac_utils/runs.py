@@ -7,6 +7,7 @@ import itertools
 import math
 import os
 import signal
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -132,6 +133,24 @@ def make_run_dir(run_name: str) -> str:
         with contextlib.suppress(FileExistsError):
             os.makedirs(f"runs/{name}")
             return name
+
+
+def code_version(root: str = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) -> str:
+    """The commit of this checkout, `+modified` if tracked files differ from it; `unknown` outside a git checkout."""
+    git = ["git", "-C", root]
+    try:
+        commit = subprocess.run(git + ["rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True).stdout
+        changes = subprocess.run(git + ["status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True)
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit.strip() + ("+modified" if changes.stdout.strip() else "")
+
+
+def record_code_version(run_dir: str, global_step: int):
+    """Appends `{UTC time} {code_version()} {step}` to runs/{run_name}/code_version.txt, one line per start or resume,
+    so that a result names the code that made it (benchmark/plot.py reads it, and refuses to mix versions)."""
+    with open(os.path.join(run_dir, "code_version.txt"), "a") as file:
+        file.write(f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {code_version()} {global_step}\n")
 
 
 def progress_line(
@@ -333,6 +352,7 @@ def start_run(args, script: str, learner, rb, device: torch.device) -> Run:
     else:
         run_dir = "runs/" + make_run_dir(f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}")
     run_name = os.path.basename(run_dir)
+    record_code_version(run_dir, global_step)
     if args.track:
         import wandb
 

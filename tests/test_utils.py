@@ -27,7 +27,7 @@ from hasac_utils.checkpoints import (
     save_checkpoint,
     saved_args,
 )
-from hasac_utils.runs import Run, make_run_dir, progress_line, start_run
+from hasac_utils.runs import Run, code_version, make_run_dir, progress_line, start_run
 
 
 class ToyLearner(NamedTuple):
@@ -221,6 +221,30 @@ def test_graceful_stop_waits_for_the_iteration_and_exits_with_the_signals_status
         run.finish(123)
     assert exit_info.value.code == 128 + signal.SIGTERM
     assert "interrupted at global_step=123" in capsys.readouterr().out
+
+
+def test_a_run_records_the_code_that_made_it(tmp_path, monkeypatch):
+    """Each start appends the commit (and whether tracked files were modified) to its folder's code_version.txt."""
+    assert code_version(str(tmp_path)) == "unknown"  # not a git checkout
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t"]
+    (tmp_path / "algo.py").write_text("x = 1\n")
+    for command in (["init", "-q"], ["add", "algo.py"], ["commit", "-q", "-m", "c"]):
+        subprocess.run(git + command, check=True)
+    commit = subprocess.run(git + ["rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    (tmp_path / "untracked.txt").write_text("runs and logs are not the code\n")
+    assert code_version(str(tmp_path)) == commit
+    (tmp_path / "algo.py").write_text("x = 2\n")
+    assert code_version(str(tmp_path)) == commit + "+modified"
+    monkeypatch.chdir(tmp_path)
+    previous = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    try:
+        start_run(ToyArgs(save_model=False), "hasac_toy.py", toy_learner(0), None, torch.device("cpu")).writer.close()
+    finally:
+        signal.signal(signal.SIGINT, previous[0])
+        signal.signal(signal.SIGTERM, previous[1])
+    (record,) = (tmp_path / "runs").glob("*/code_version.txt")
+    (line,) = record.read_text().splitlines()
+    assert line.split()[1:] == [code_version(), "0"]
 
 
 def test_a_loop_that_fails_still_writes_its_logs(tmp_path):
