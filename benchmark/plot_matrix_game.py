@@ -10,12 +10,15 @@ Reads the runs of `benchmark/hasac_matrix_game.sh`: run directories
 The QRE study's runs (`matrix-game__matrix_qre_{loss}_alpha_{alpha}__{seed}__{unix_time}`) give a table of each
 agent's final policy beside the quantal response equilibrium of Table 3, computed here by iterating exact soft best
 responses from the biased start, and `--qre-out` draws them.
+
+The output ends with the code version and dates of the runs (their code_version.txt, as benchmark/plot.py reads it);
+runs of different code versions are refused unless `--allow-mixed-versions`.
 """
 
 import argparse
 import os
 import sys
-from collections import defaultdict
+from collections import defaultdict, namedtuple
 
 import matplotlib
 
@@ -27,6 +30,11 @@ from tensorboard.backend.event_processing.event_accumulator import SCALARS, Even
 TAGS = {"p_CC": "charts/p_CC", "p_AA": "charts/p_AA", "eval_return": "eval/episodic_return"}
 PREFIX = "matrix-game__matrix_alpha_"
 QRE_PREFIX = "matrix-game__matrix_qre_"
+# benchmark/plot.py's code-version check and note need only a run's name and code version
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from plot import check_versions, read_code_version, runs_note  # noqa: E402
+
+VersionedRun = namedtuple("VersionedRun", "name code")
 PAYOFF = np.array([[5, -20, -20], [-20, 10, -20], [-20, -20, 20]], float)  # Figure 1, rows: agent 1's A, B, C
 
 
@@ -133,9 +141,18 @@ def main():
     parser.add_argument(
         "--qre-out", default="matrix_game_qre.png", help="the QRE study's image (default: matrix_game_qre.png)"
     )
+    parser.add_argument(
+        "--allow-mixed-versions", action="store_true", help="combine runs of different code versions instead of refusing"
+    )
     args = parser.parse_args()
     if not os.path.isdir(args.runs_dir):
         sys.exit(f"error: no directory {args.runs_dir!r}; run benchmark/hasac_matrix_game.sh first")
+    versioned = [
+        VersionedRun(name, read_code_version(os.path.join(args.runs_dir, name)))
+        for name in sorted(os.listdir(args.runs_dir))
+        if name.startswith((PREFIX, QRE_PREFIX))
+    ]
+    check_versions(versioned, args.allow_mixed_versions)
     found_qre = qre_study(args.runs_dir, args.qre_out)
 
     by_alpha = defaultdict(list)  # "0.1" or "auto" -> [final values of one seed, ...]
@@ -150,6 +167,7 @@ def main():
         by_alpha[parts[0]].append(values)
     if not by_alpha:
         if found_qre:
+            print(runs_note(versioned))
             return
         sys.exit(f"error: no finished matrix-game runs ({PREFIX}... or {QRE_PREFIX}...) under {args.runs_dir!r}")
 
@@ -189,6 +207,7 @@ def main():
     fig.tight_layout()
     fig.savefig(args.out, dpi=120)
     print(f"wrote {args.out}")
+    print(runs_note(versioned))
 
 
 if __name__ == "__main__":

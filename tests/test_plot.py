@@ -1,12 +1,14 @@
 """Tests for benchmark/plot.py on real TensorBoard logs: run names with the collision suffix, groups with a single
-logged step (a short run's one evaluation) drawn as points instead of nothing, resumed runs (several event files: run
-time without the downtime, re-logged steps), the wall-clock figure, the Markdown table with --at-steps and
---reference, and the skipped-runs summary."""
+logged step (a short run's one evaluation) drawn as points instead of nothing, resumed runs (several event files,
+re-logged steps), the band (sample std, none for one seed) and no wall-clock figure, the Markdown table (each seed's
+value after the mean) with --at-steps and --reference (one seed or several), the code versions read from
+code_version.txt (mixed versions refused unless allowed, named under the table), and the skipped-runs summary."""
 
 import importlib.util
 import sys
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pytest
 from conftest import ROOT
 from torch.utils.tensorboard import SummaryWriter
@@ -22,6 +24,12 @@ def _write_run(path, points, tag="eval/episodic_return"):
     for step, value, *walltime in points:
         writer.add_scalar(tag, value, step, walltime=walltime[0] if walltime else None)
     writer.close()
+
+
+def _write_version(run_dir, *lines):
+    """code_version.txt as hasac_utils/runs.py writes it: `{UTC time} {version} {global_step}` per start or resume."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "code_version.txt").write_text("".join(f"{line}\n" for line in lines))
 
 
 def _run_main(monkeypatch, *argv):
@@ -45,7 +53,10 @@ def test_single_evaluation_runs_are_drawn_and_suffixed_runs_count(tmp_path, monk
     monkeypatch.setattr(sys, "argv", ["plot.py", str(runs), "--out", str(tmp_path / "out.png")])
     plot.main()
     table = capsys.readouterr().out
-    assert "| 3m | hasac_smac | 2 | 600 | 2.00 ± 1.00 |" in table and "| 8m | hasac_smac | 1 | 200 | 2.00 ± 0.00 |" in table
+    assert (
+        "| 3m | hasac_smac | 1, 1 | 600 | 2.00 (s1 1.00, s1 3.00) |" in table
+        and "| 8m | hasac_smac | 1 | 200 | 2.00 |" in table
+    )
     single, curve = saved["fig"].axes[:2]
     assert [ax.get_title() for ax in (single, curve)] == ["3m", "8m"]
     drawn = [line for line in single.get_lines() if len(line.get_xdata()) and line.get_marker() not in (None, "None", "")]
@@ -53,17 +64,15 @@ def test_single_evaluation_runs_are_drawn_and_suffixed_runs_count(tmp_path, monk
     assert len(curve.get_lines()) == 1 and len(curve.get_lines()[0].get_xdata()) == 200
 
 
-def test_resumed_run_time_excludes_the_downtime_between_event_files(tmp_path):
+def test_resumed_run_reads_every_event_file(tmp_path):
     run = tmp_path / "simple_spread_v3__hasac__1__1700000000"
     _write_run(run, [(100, 1.0, 1000.0), (200, 2.0, 1060.0), (300, 3.0, 1120.0)])
     # Resumed an hour later into the same dir: a second event file; a loss logged before the first evaluation.
     _write_run(run, [(300, 0.5, 4720.0)], tag="losses/qf1_loss")
     _write_run(run, [(400, 4.0, 4780.0), (500, 5.0, 4840.0)])
     assert len(list(run.iterdir())) == 3
-    steps, values, times = plot.load_scalar(str(run), "eval/episodic_return")
+    steps, values = plot.load_scalar(str(run), "eval/episodic_return")
     assert list(steps) == [100, 200, 300, 400, 500] and list(values) == [1, 2, 3, 4, 5]
-    # File 2 (the loss) has no span, file 3 starts where file 1 ended: 120 s, then 60 s on.
-    assert list(times) == [0.0, 60.0, 120.0, 120.0, 180.0]
 
 
 def test_relogged_steps_of_a_resumed_run_take_the_later_values(tmp_path):
@@ -71,40 +80,37 @@ def test_relogged_steps_of_a_resumed_run_take_the_later_values(tmp_path):
     _write_run(run, [(100, 1.0, 1000.0), (200, 2.0, 1010.0), (300, 3.0, 1020.0), (400, 4.0, 1030.0)])
     # Resumed from the step-200 checkpoint: steps 200 and 300 logged again, 400 not (yet).
     _write_run(run, [(200, 20.0, 2000.0), (200, 22.0, 2000.0), (300, 30.0, 2010.0)])
-    steps, values, times = plot.load_scalar(str(run), "eval/episodic_return")
+    steps, values = plot.load_scalar(str(run), "eval/episodic_return")
     assert list(steps) == [100, 200, 300] and list(values) == [1.0, 21.0, 30.0]
-    assert list(times) == [0.0, 30.0, 40.0]
     # SummaryWriter's purge_step (a SessionLog.START) drops the steps from there on, here before anything is re-logged.
     writer = SummaryWriter(str(run), purge_step=300)
     writer.add_scalar("losses/qf1_loss", 0.1, 300, walltime=3000.0)
     writer.close()
-    steps, values, _ = plot.load_scalar(str(run), "eval/episodic_return")
+    steps, values = plot.load_scalar(str(run), "eval/episodic_return")
     assert list(steps) == [100, 200] and list(values) == [1.0, 21.0]
 
 
-def test_time_figure_is_written_beside_the_step_figure(tmp_path, monkeypatch):
+def test_band_is_the_sample_std_none_for_one_seed_and_no_time_figure(tmp_path, monkeypatch):
     runs = tmp_path / "runs"
-    for seed, minutes_per_eval in ((1, 1.0), (2, 2.0)):
-        points = [(step, step / 100, 1000.0 + 60 * minutes_per_eval * i) for i, step in enumerate((100, 200, 300))]
-        _write_run(runs / f"simple_spread_v3__hasac__{seed}__1700000000", points)
+    for seed, offset in ((1, 0.0), (2, 2.0)):
+        _write_run(runs / f"simple_spread_v3__hasac__{seed}__1700000000", [(100, 1.0 + offset), (300, 3.0 + offset)])
+    _write_run(runs / "simple_tag_v3__hasac__1__1700000000", [(100, 1.0), (300, 3.0)])
     saved, savefig = [], plt.Figure.savefig
     monkeypatch.setattr(plt.Figure, "savefig", lambda fig, *args, **kwargs: (saved.append(fig), savefig(fig, *args, **kwargs)))
-    _run_main(monkeypatch, runs, "--out", tmp_path / "plots" / "mpe.png", "--title", "MPE")
-    assert sorted(path.name for path in (tmp_path / "plots").iterdir()) == ["mpe.md", "mpe.png", "mpe_time.png"]
-    step_fig, time_fig = saved
-    assert step_fig.get_suptitle() == time_fig.get_suptitle() == "MPE"
-    time_ax = time_fig.axes[0]
-    assert time_ax.get_xlabel() == "run time (minutes)" and step_fig.axes[0].get_xlabel() == "environment steps"
-    (line,) = time_ax.get_lines()
-    # Seed 1 ends at 2 minutes, seed 2 at 4: the common time range is 0-2 minutes, where seed 2 is half as far.
-    assert line.get_xdata()[0] == 0 and line.get_xdata()[-1] == pytest.approx(2.0)
-    assert line.get_ydata()[-1] == pytest.approx((3.0 + 2.0) / 2)
-
-    # A run of 3 hours: the axis is in hours.
-    _write_run(runs / "simple_spread_v3__hasac__3__1700000000", [(100, 1.0, 0.0), (300, 3.0, 3 * 3600.0)])
-    saved.clear()
-    _run_main(monkeypatch, runs, "--out", tmp_path / "plots" / "mpe.png")
-    assert saved[1].axes[0].get_xlabel() == "run time (hours)"
+    _run_main(monkeypatch, runs, "--out", tmp_path / "plots" / "mpe.png", "--title", "MPE", "--num-points", "3")
+    # One figure and its table: no wall-clock figure (`mpe_time.png`) any more.
+    assert sorted(path.name for path in (tmp_path / "plots").iterdir()) == ["mpe.md", "mpe.png"]
+    (fig,) = saved
+    assert fig.get_suptitle() == "MPE"
+    spread, tag = fig.axes[:2]
+    assert [ax.get_xlabel() for ax in (spread, tag)] == ["environment steps"] * 2
+    # Seeds 2 apart: the sample std (ddof 1) is sqrt(2), where numpy's default (ddof 0) would give 1.
+    (band,) = spread.collections
+    low, high = band.get_paths()[0].vertices[:, 1].min(), band.get_paths()[0].vertices[:, 1].max()
+    assert (low, high) == (pytest.approx(2.0 - 2**0.5), pytest.approx(4.0 + 2**0.5))
+    assert spread.get_legend().get_texts()[0].get_text() == "hasac: 2 seeds, band ± sample std (ddof 1)"
+    # One seed: its curve, no band.
+    assert not tag.collections and tag.get_legend().get_texts()[0].get_text() == "hasac: 1 seed"
 
 
 def test_table_at_steps_with_references_is_written_to_markdown(tmp_path, monkeypatch, capsys):
@@ -130,14 +136,17 @@ def test_table_at_steps_with_references_is_written_to_markdown(tmp_path, monkeyp
     )
     table = (tmp_path / "mpe.md").read_text()
     assert table.startswith(
-        "| env_id | exp_name | seeds | at 150 | at 250 | step | final eval/episodic_return (mean ± std) |\n"
+        "| env_id | exp_name | seeds | at 150 | at 250 | step | final eval/episodic_return |\n"
         "|---|---|---|---|---|---|---|\n"
-        "| simple_spread_v3 | hasac | 2 | 2.50 ± 1.00 | n/a | 200 | 3.00 ± 1.00 |\n"
+        "| simple_spread_v3 | hasac | 1, 2 | 2.50 (s1 1.50, s2 3.50) | n/a | 200 | 3.00 (s1 2.00, s2 4.00) |\n"
         "| simple_spread_v3 | official HARL, seed 1 | | 1.25 | n/a | | |\n"
         "| simple_spread_v3 | paper | | 9.00 | 10.50 | | |\n"
-        "| simple_tag_v3 | hasac | 1 | 6.50 ± 0.00 | 7.50 ± 0.00 | 300 | 8.00 ± 0.00 |\n"
-        "| simple_tag_v3 | paper | | 9.00 | 10.50 | | |\n"
+        "| simple_tag_v3 | hasac | 1 | 6.50 | 7.50 | 300 | 8.00 |\n"
+        "| simple_tag_v3 | paper | | 9.00 | 10.50 | | |\n\n"
+        "Runs: code version unknown (runs without code_version.txt), 3 runs.\n\n"
+        "Cells: eval/episodic_return as the mean over seeds, then each seed's value in seed order (`sN`: seed N)"
     )
+    assert "± " not in table and "std" not in table
     assert "n/a: some seed's logged steps do not cover that step (simple_spread_v3/hasac seed 2 logged steps 0-200)" in table
     assert table in capsys.readouterr().out
     spread, tag = saved[0].axes[:2]
@@ -152,14 +161,112 @@ def test_table_at_steps_with_references_is_written_to_markdown(tmp_path, monkeyp
         (["--at-steps", "100", "200", "--reference", "official=1,2,3"], "--reference 'official=1,2,3' has 3 values but"),
         (["--reference", "official=1"], "--reference needs --at-steps"),
         (["--at-steps", "100", "--reference", "Ant-4x2:official=1"], "is for env id 'Ant-4x2', not among ['3m']"),
+        (["--at-steps", "100", "200", "--reference", "official=1;3;5"], "has 1 values per seed but --at-steps lists 2"),
     ],
 )
-def test_bad_references_give_a_one_line_error(tmp_path, monkeypatch, argv, message):
+def test_bad_references_give_a_one_line_error(tmp_path, monkeypatch, capsys, argv, message):
     _write_run(tmp_path / "runs" / "3m__hasac_smac__1__1700000000", [(100, 1.0)])
     with pytest.raises(SystemExit) as exit_info:
         _run_main(monkeypatch, tmp_path / "runs", "--out", tmp_path / "out.png", *argv)
-    error = str(exit_info.value.code)
-    assert error.startswith("plot.py: error: ") and message in error and "\n" not in error
+    (error,) = capsys.readouterr().err.splitlines()
+    assert exit_info.value.code == 2 and error.startswith("plot.py: error: ") and message in error
+
+
+def test_cells_give_the_mean_then_each_seed_and_one_seed_alone():
+    assert plot.cell(np.array([-44.6, -45.21, -46.3]), ["s1", "s2", "s3"]) == "-45.37 (s1 -44.60, s2 -45.21, s3 -46.30)"
+    assert plot.cell(np.array([-44.6]), ["s7"]) == "-44.60"
+    assert plot.cell(None, ["s1"]) == "n/a"
+
+
+def test_a_reference_of_several_seeds_gives_their_mean_and_each(tmp_path, monkeypatch):
+    runs = tmp_path / "runs"
+    _write_run(runs / "simple_spread_v3__hasac__1__1700000000", [(100, 1.0), (300, 3.0)])
+    saved = []
+    monkeypatch.setattr(plt.Figure, "savefig", lambda fig, *args, **kwargs: saved.append(fig))
+    argv = ["--at-steps", "100", "200", "300", "--reference", "simple_spread_v3:official (seeds 1-3)=1,2,n/a;3,4,5;8,6,7"]
+    _run_main(monkeypatch, runs, "--out", tmp_path / "mpe.png", *argv)
+    table = (tmp_path / "mpe.md").read_text()
+    row = (
+        "| simple_spread_v3 | official (seeds 1-3) | 3 | 4.00 (s1 1.00, s2 3.00, s3 8.00) | 4.00 (s1 2.00, s2 4.00, s3 6.00) |"
+    )
+    row += " n/a | | |"
+    assert row in table.splitlines()
+    assert "labelled s1, s2, ... in the order given" in table and "n/a where a seed's value is not given" in table
+    # The figure: the mean over the seeds, as markers at the steps (none where a seed's value is missing).
+    (marker,) = [line for line in saved[0].axes[0].get_lines() if line.get_linestyle() == "None"]
+    assert marker.get_label() == "official (seeds 1-3): mean of 3 seeds"
+    assert list(marker.get_xdata()) == [100, 200, 300] and list(marker.get_ydata())[:2] == [4.0, 4.0]
+    assert np.isnan(marker.get_ydata()[2])
+
+
+def test_a_reference_whose_seeds_differ_in_length_is_a_usage_error(tmp_path, monkeypatch, capsys):
+    _write_run(tmp_path / "runs" / "3m__hasac_smac__1__1700000000", [(100, 1.0)])
+    with pytest.raises(SystemExit) as exit_info:
+        _run_main(monkeypatch, tmp_path / "runs", "--at-steps", "100", "200", "--reference", "official=1,2;3;5,6")
+    assert exit_info.value.code == 2
+    assert "the seeds in 'official=1,2;3;5,6' have different numbers of values (2, 1, 2)" in capsys.readouterr().err
+
+
+def test_runs_of_different_code_versions_are_refused_unless_allowed(tmp_path, monkeypatch, capsys):
+    runs = tmp_path / "runs"
+    for seed, version, day in ((1, "5ea4637", 6), (2, "abc1234+modified", 7)):
+        run = runs / f"simple_spread_v3__hasac__{seed}__1700000000"
+        _write_run(run, [(100, float(seed))])
+        _write_version(run, f"2026-12-0{day}T10:00:00Z {version} 0")
+    # Another env id on yet another commit, filtered out: not among the runs combined.
+    _write_run(runs / "simple_tag_v3__hasac__1__1700000000", [(100, 1.0)])
+    _write_version(runs / "simple_tag_v3__hasac__1__1700000000", "2026-12-08T10:00:00Z 0000000 0")
+    out = tmp_path / "mpe.png"
+    with pytest.raises(SystemExit) as exit_info:
+        _run_main(monkeypatch, runs, "--out", out, "--env-ids", "simple_spread_v3")
+    (error,) = capsys.readouterr().err.splitlines()
+    assert exit_info.value.code == 2 and error.startswith("plot.py: error: runs of different code versions: ")
+    assert "5ea4637 (1 run), abc1234+modified (1 run);" in error and "--allow-mixed-versions" in error
+    assert "0000000" not in error and not out.exists()
+
+    _run_main(monkeypatch, runs, "--out", out, "--env-ids", "simple_spread_v3", "--allow-mixed-versions")
+    assert (
+        "\n\nRuns: mixed code versions (--allow-mixed-versions): code 5ea4637 (clean) in 1 run, code abc1234 (modified"
+        " tracked files) in 1 run; started 2026-12-06 to 2026-12-07 (UTC); 2 runs.\n\n"
+    ) in (tmp_path / "mpe.md").read_text()
+
+
+def test_a_run_resumed_on_other_code_is_refused_and_a_clean_resume_is_dated(tmp_path, monkeypatch, capsys):
+    runs = tmp_path / "runs"
+    run = runs / "simple_spread_v3__hasac__1__1700000000"
+    _write_run(run, [(100, 1.0)])
+    _write_version(run, "2026-12-06T10:00:00Z 5ea4637 0", "2026-12-09T08:00:00Z 5ea4637+modified 5000")
+    with pytest.raises(SystemExit) as exit_info:
+        _run_main(monkeypatch, runs, "--out", tmp_path / "mpe.png")
+    (error,) = capsys.readouterr().err.splitlines()
+    assert exit_info.value.code == 2
+    assert "5ea4637 (1 run), 5ea4637+modified (1 run); resumed on other code: simple_spread_v3__hasac__1__1700000000" in error
+
+    _write_version(run, "2026-12-06T10:00:00Z 5ea4637+modified 0", "2026-12-09T08:00:00Z 5ea4637+modified 5000")
+    _run_main(monkeypatch, runs, "--out", tmp_path / "mpe.png")
+    assert (
+        "\n\nRuns: code 5ea4637 (modified tracked files), started 2026-12-06 to 2026-12-06, last resumed 2026-12-09 (UTC),"
+        " 1 run.\n\n"
+    ) in (tmp_path / "mpe.md").read_text()
+
+
+def test_a_run_without_code_version_txt_reads_as_unknown(tmp_path, monkeypatch, capsys):
+    runs = tmp_path / "runs"
+    _write_run(runs / "simple_spread_v3__hasac__1__1700000000", [(100, 1.0)])
+    assert plot.read_code_version(str(runs / "simple_spread_v3__hasac__1__1700000000")) == plot.CodeVersion(
+        ["unknown"], has_file=False
+    )
+    # unknown is a version of its own: not combined with a known one.
+    _write_run(runs / "simple_spread_v3__hasac__2__1700000000", [(100, 2.0)])
+    _write_version(runs / "simple_spread_v3__hasac__2__1700000000", "2026-12-06T10:00:00Z 5ea4637 0")
+    with pytest.raises(SystemExit) as exit_info:
+        _run_main(monkeypatch, runs, "--out", tmp_path / "mpe.png")
+    assert exit_info.value.code == 2 and "unknown (1 run), 5ea4637 (1 run)" in capsys.readouterr().err
+    _run_main(monkeypatch, runs, "--out", tmp_path / "mpe.png", "--allow-mixed-versions")
+    assert (
+        "Runs: mixed code versions (--allow-mixed-versions): code version unknown (runs without code_version.txt) in 1"
+        " run, code 5ea4637 (clean) in 1 run; started 2026-12-06 to 2026-12-06 (UTC; 1 run without dates); 2 runs."
+    ) in (tmp_path / "mpe.md").read_text()
 
 
 def test_skipped_run_dirs_are_listed_and_summarised(tmp_path, monkeypatch, capsys):
@@ -187,3 +294,27 @@ def test_skipped_run_dirs_are_listed_and_summarised(tmp_path, monkeypatch, capsy
 def _close_figures():
     yield
     plt.close("all")
+
+
+def test_the_matrix_game_tables_name_their_code_and_refuse_mixed_versions(tmp_path, monkeypatch, capsys):
+    """benchmark/plot_matrix_game.py ends its tables with the same `Runs:` note, and refuses the same mixtures."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmark"))
+    spec = importlib.util.spec_from_file_location("plot_matrix_game", ROOT / "benchmark" / "plot_matrix_game.py")
+    plot_matrix_game = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(plot_matrix_game)
+    runs = tmp_path / "runs"
+    for seed in (1, 2):
+        run = runs / f"matrix-game__matrix_alpha_0.1__{seed}__1700000000"
+        writer = SummaryWriter(str(run))
+        for tag in plot_matrix_game.TAGS.values():
+            writer.add_scalar(tag, 0.5, 6000)
+        writer.close()
+        _write_version(run, f"2026-12-06T10:00:00Z {'5ea4637' if seed == 1 else 'abc1234'} 0")
+    argv = ["plot_matrix_game.py", str(runs), "--out", str(tmp_path / "m.png"), "--qre-out", str(tmp_path / "q.png")]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit) as exit_info:
+        plot_matrix_game.main()
+    assert exit_info.value.code == 2 and "5ea4637 (1 run), abc1234 (1 run)" in capsys.readouterr().err
+    _write_version(runs / "matrix-game__matrix_alpha_0.1__2__1700000000", "2026-12-06T11:00:00Z 5ea4637 0")
+    plot_matrix_game.main()
+    assert capsys.readouterr().out.endswith("\nRuns: code 5ea4637 (clean), started 2026-12-06 to 2026-12-06 (UTC), 2 runs.\n")
