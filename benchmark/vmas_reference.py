@@ -61,11 +61,11 @@ def main(argv=None):
             parser.error(f"VMAS scenario {env_id!r} has no HeuristicPolicy (balance, transport, wheel, navigation have)")
         for policy, acting in (("heuristic", heuristic), ("random", None)):
             returns = episode_returns(env_id, acting, args.episodes, args.seed, args.episode_length)
-            mean, std = returns.mean().item(), returns.std(correction=0).item()
+            mean, std = returns.mean().item(), returns.std(correction=1).item()  # the sample std (ddof 1)
             print(f"{env_id}: VMAS {policy} policy {mean:.4g} +- {std:.4g} over {args.episodes} episodes", flush=True)
             if args.steps:
                 values = ",".join([f"{mean:.2f}"] * len(args.steps))
-                references.append(f"{env_id}:VMAS {policy} policy ({args.episodes} episodes, std {std:.2f})={values}")
+                references.append(f"{env_id}:VMAS {policy} policy ({args.episodes} episodes, sample std {std:.2f})={values}")
     for text in references:
         print(f"--reference={text}")
 
