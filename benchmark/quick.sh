@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A CPU-sized reproduction of HASAC (Liu et al., "Maximum Entropy Heterogeneous-Agent Reinforcement Learning",
 # ICLR 2024): short runs of five benchmark families with the official tuned configs, then the learning curves and
-# tables under docs/results/ (docs/hasac.md shows them). About 2 hours on 2 CPU cores with JOBS=2, the default.
+# tables under docs/results/ (docs/hasac.md shows them). 2 h 37 min on 2 CPU cores with JOBS=2, the
+# default (measured once, docs/hasac.md gives each piece's time).
 #
 # Usage (from anywhere):   bash benchmark/quick.sh
 #   PIECES="matrix mpe mamujoco smax vmas"  which pieces to run (each stands alone; default: all five)
