@@ -21,8 +21,8 @@
 #             official figures that docs/results/mamujoco.md sets beside ours) (hasac_mamujoco.sh's config)
 #   smax      SMAX 3m (JaxMARL's StarCraft), 2 seeds x 500k with the official SMAC config and its 50 updates per 1000
 #             env steps (10.6 minutes per 100k env steps on an idle core here: 53 minutes per run), but the EP state (the
-#             script's default; the official FP costs more) and the initial temperature scaled to SMAX's rewards
-#             (0.1; see below)
+#             script's default; the official FP takes 19.5 minutes per 100k) and the initial temperature scaled to SMAX's
+#             rewards (0.1; see below). Seed 3 of this command diverges at 250k (docs/results/smax_divergence.md)
 #   vmas      VMAS balance and transport, 2 seeds x 256k (hasac_vmas.sh's config: the script's VMAS defaults), beside
 #             VMAS's own heuristic policies and random actions (benchmark/vmas_reference.py)
 #
