@@ -318,7 +318,7 @@ def version_counts(runs: list[Run]) -> Counter:
 def check_versions(runs: list[Run], allow_mixed: bool) -> None:
     """Refuse to combine runs of different code: their differences would read as seed variance or a method's effect."""
     counts = version_counts(runs)
-    if len(counts) == 1 or allow_mixed:
+    if len(counts) <= 1 or allow_mixed:  # no runs: the caller's own error says so
         return
     found = ", ".join(f"{version} ({plural(count, 'run')})" for version, count in counts.most_common())
     resumed = [run.name for run in runs if len(set(run.code.versions)) > 1]

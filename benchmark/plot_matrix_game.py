@@ -152,8 +152,7 @@ def main():
         for name in sorted(os.listdir(args.runs_dir))
         if name.startswith((PREFIX, QRE_PREFIX))
     ]
-    if versioned:  # none: the "no finished runs" error below says so
-        check_versions(versioned, args.allow_mixed_versions)
+    check_versions(versioned, args.allow_mixed_versions)
     found_qre = qre_study(args.runs_dir, args.qre_out)
 
     by_alpha = defaultdict(list)  # "0.1" or "auto" -> [final values of one seed, ...]

@@ -318,3 +318,16 @@ def test_the_matrix_game_tables_name_their_code_and_refuse_mixed_versions(tmp_pa
     _write_version(runs / "matrix-game__matrix_alpha_0.1__2__1700000000", "2026-12-06T11:00:00Z 5ea4637 0")
     plot_matrix_game.main()
     assert capsys.readouterr().out.endswith("\nRuns: code 5ea4637 (clean), started 2026-12-06 to 2026-12-06 (UTC), 2 runs.\n")
+
+
+def test_the_matrix_game_without_runs_says_so(tmp_path, monkeypatch, capsys):
+    """No matrix-game runs: the one-line "no finished runs" error, not the version check's empty mixture."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmark"))
+    spec = importlib.util.spec_from_file_location("plot_matrix_game", ROOT / "benchmark" / "plot_matrix_game.py")
+    plot_matrix_game = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(plot_matrix_game)
+    (tmp_path / "runs").mkdir()
+    monkeypatch.setattr(sys, "argv", ["plot_matrix_game.py", str(tmp_path / "runs"), "--out", str(tmp_path / "m.png")])
+    with pytest.raises(SystemExit) as exit_info:
+        plot_matrix_game.main()
+    assert "no finished matrix-game runs" in str(exit_info.value.code) + capsys.readouterr().err
