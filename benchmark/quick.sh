@@ -2,7 +2,7 @@
 # A CPU-sized reproduction of HASAC (Liu et al., "Maximum Entropy Heterogeneous-Agent Reinforcement Learning",
 # ICLR 2024): short runs of five benchmark families with the official tuned configs, then the learning curves and
 # tables under docs/results/ (docs/hasac.md shows them). 2 h 37 min on 2 CPU cores with JOBS=2, the
-# default (measured once, docs/hasac.md gives each piece's time).
+# default, measured once with the SMAX piece's earlier EP state; with FP about 3 h 20 min, estimated (docs/hasac.md).
 #
 # Usage (from anywhere):   bash benchmark/quick.sh
 #   PIECES="matrix mpe mamujoco smax vmas"  which pieces to run (each stands alone; default: all five)
@@ -19,10 +19,11 @@
 #   mamujoco  MaMuJoCo Ant-4x2, 2 seeds x 150k with full-state observations (the script's default, the official
 #             env.agent_obsk 0 config), and 1 seed x 185k with --agent-obsk 1 (local observations: the setting of the
 #             official figures that docs/results/mamujoco.md sets beside ours) (hasac_mamujoco.sh's config)
-#   smax      SMAX 3m (JaxMARL's StarCraft), 2 seeds x 500k with the official SMAC config and its 50 updates per 1000
-#             env steps (10.6 minutes per 100k env steps on an idle core here: 53 minutes per run), but the EP state (the
-#             script's default; the official FP takes 19.5 minutes per 100k) and the initial temperature scaled to SMAX's
-#             rewards (0.1; see below). Seed 3 of this command diverges at 250k (docs/results/smax_divergence.md)
+#   smax      SMAX 3m (JaxMARL's StarCraft), 2 seeds x 500k with hasac_smac.sh's SMAX settings: the official SMAC
+#             config (its 50 updates per 1000 env steps, the FP critic state) with the initial temperature scaled to
+#             SMAX's rewards (0.1; see below). 19.5-21.8 minutes per 100k env steps on one core here: 95-107 minutes per
+#             run. (Until the FP runs, this piece ran the EP state at half the time; its seed 3 diverged at 250k:
+#             docs/results/smax_divergence.md.)
 #   vmas      VMAS balance and transport, 2 seeds x 256k (hasac_vmas.sh's config: the script's VMAS defaults), beside
 #             VMAS's own heuristic policies and random actions (benchmark/vmas_reference.py)
 #
@@ -47,12 +48,13 @@ if has smax; then
     # hasac_smac.sh's COMMON (the official target entropy, 0) and 3s5z args (gamma 0.99, n-step 20, auto alpha): the
     # temperature starts at 0.1, not the official 1, as in hasac_smac.sh (SMAX's rewards are a tenth of SMAC's: a won
     # battle returns 2, against 20). The official 50 updates matter: with 10, the temperature decays five times slower
-    # and from 0.1 the training win rate stayed 0.00 for 300k steps (2 seeds); with 50 it was 0.61 at 300k and
-    # 0.66-0.69 at 500k, with evaluation win rates of 0.85 and 0.80 (docs/hasac.md).
+    # and from 0.1 the training win rate stayed 0.00 for 300k steps (2 seeds). With 50 and the FP state, 3 seeds: an
+    # evaluation win rate of 0.77 at 500k (0.70 over 200 fresh battles per seed), none diverged (docs/hasac.md).
     for seed in 1 2; do
         commands+=("python hasac_smac.py --env-id 3m --seed $seed --total-timesteps 500000 --num-envs 20 --gamma 0.99 \
 --n-step 20 --autotune --alpha 0.1 --target-entropy-scale 0 --policy-lr 3e-4 --q-lr 5e-4 --batch-size 1000 \
---use-huber-loss --huber-delta 10 --use-valuenorm --eval-interval 20000 --eval-episodes 20 --exp-name quick_smax")
+--use-huber-loss --huber-delta 10 --use-valuenorm --state-type FP --eval-interval 20000 --eval-episodes 20 \
+--exp-name quick_smax")
     done
 fi
 if has mamujoco; then
