@@ -21,7 +21,7 @@
 #             official figures that docs/results/mamujoco.md sets beside ours) (hasac_mamujoco.sh's config)
 #   smax      SMAX 3m (JaxMARL's StarCraft), 2 seeds x 500k with hasac_smac.sh's SMAX settings: the official SMAC
 #             config (its 50 updates per 1000 env steps, the FP critic state) with the initial temperature scaled to
-#             SMAX's rewards (0.1; see below). 19.5-21.8 minutes per 100k env steps on one core here: 95-107 minutes per
+#             SMAX's rewards (0.1; see below). 19.5-21.9 minutes per 100k env steps on one core here: 95-107 minutes per
 #             run. (Until the FP runs, this piece ran the EP state at half the time; its seed 3 diverged at 250k:
 #             docs/results/smax_divergence.md.)
 #   vmas      VMAS balance and transport, 2 seeds x 256k (hasac_vmas.sh's config: the script's VMAS defaults), beside

@@ -296,12 +296,18 @@ def _close_figures():
     plt.close("all")
 
 
-def test_the_matrix_game_tables_name_their_code_and_refuse_mixed_versions(tmp_path, monkeypatch, capsys):
-    """benchmark/plot_matrix_game.py ends its tables with the same `Runs:` note, and refuses the same mixtures."""
+def _load_plot_matrix_game(monkeypatch):
+    """benchmark/plot_matrix_game.py as a module (it imports plot.py from its own folder)."""
     monkeypatch.syspath_prepend(str(ROOT / "benchmark"))
     spec = importlib.util.spec_from_file_location("plot_matrix_game", ROOT / "benchmark" / "plot_matrix_game.py")
-    plot_matrix_game = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(plot_matrix_game)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_matrix_game_tables_name_their_code_and_refuse_mixed_versions(tmp_path, monkeypatch, capsys):
+    """benchmark/plot_matrix_game.py ends its tables with the same `Runs:` note, and refuses the same mixtures."""
+    plot_matrix_game = _load_plot_matrix_game(monkeypatch)
     runs = tmp_path / "runs"
     for seed in (1, 2):
         run = runs / f"matrix-game__matrix_alpha_0.1__{seed}__1700000000"
@@ -322,10 +328,7 @@ def test_the_matrix_game_tables_name_their_code_and_refuse_mixed_versions(tmp_pa
 
 def test_the_matrix_game_without_runs_says_so(tmp_path, monkeypatch, capsys):
     """No matrix-game runs: the one-line "no finished runs" error, not the version check's empty mixture."""
-    monkeypatch.syspath_prepend(str(ROOT / "benchmark"))
-    spec = importlib.util.spec_from_file_location("plot_matrix_game", ROOT / "benchmark" / "plot_matrix_game.py")
-    plot_matrix_game = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(plot_matrix_game)
+    plot_matrix_game = _load_plot_matrix_game(monkeypatch)
     (tmp_path / "runs").mkdir()
     monkeypatch.setattr(sys, "argv", ["plot_matrix_game.py", str(tmp_path / "runs"), "--out", str(tmp_path / "m.png")])
     with pytest.raises(SystemExit) as exit_info:
